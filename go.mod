@@ -1,0 +1,3 @@
+module kmsd
+
+go 1.26
