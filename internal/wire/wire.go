@@ -221,15 +221,11 @@ func PutUTF16(dst []byte, s string) int {
 	maxUnits := len(dst)/2 - 1
 	n := 0
 	for _, r := range s {
-		var units [2]uint16
+		units := [2]uint16{uint16(r), 0}
 		k := 1
-		if r1, r2 := utf16.EncodeRune(r); r1 != '\uFFFD' {
-			units[0], units[1], k = uint16(r1), uint16(r2), 2
-		} else {
-			units[0] = uint16(r)
-			if r > 0xFFFF {
-				units[0] = 0xFFFD
-			}
+		if r > 0xFFFF {
+			r1, r2 := utf16.EncodeRune(r)
+			units, k = [2]uint16{uint16(r1), uint16(r2)}, 2
 		}
 		if n+k > maxUnits {
 			break
