@@ -1,0 +1,60 @@
+// Command kmsd is a KMS host and client emulator. Run as "vlmcsd" it is the
+// host with vlmcsd's command line; run as "vlmcs" it is the client.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(argv []string) int {
+	name := strings.ToLower(strings.TrimSuffix(filepath.Base(argv[0]), ".exe"))
+	args := argv[1:]
+	switch name {
+	case "vlmcsd":
+		return serveMain(args, true)
+	case "vlmcs":
+		return clientMain(args, true)
+	}
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return serveMain(args, false)
+	}
+	switch args[0] {
+	case "serve":
+		return serveMain(args[1:], false)
+	case "client":
+		return clientMain(args[1:], false)
+	case "products":
+		return productsMain(args[1:])
+	case "version":
+		fmt.Println("kmsd", version)
+		return 0
+	case "help":
+		fmt.Print(topUsage)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "kmsd: unknown command %q\n\n%s", args[0], topUsage)
+	return 2
+}
+
+const topUsage = `kmsd - KMS host and client emulator
+
+Usage:
+  kmsd [serve] [options]        run the KMS host (vlmcsd options; kmsd serve --help)
+  kmsd client [host[:port]] [options]
+                                send activation requests (vlmcs options; kmsd client --help)
+  kmsd products [filter] [--json]
+                                list the product table
+  kmsd version                  print the version
+
+Run through a link named vlmcsd or vlmcs, kmsd behaves as that program.
+`

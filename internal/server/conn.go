@@ -1,0 +1,249 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kmsd/internal/kms"
+	"kmsd/internal/rpc"
+)
+
+type buffers struct {
+	in   [rpc.MaxPDU]byte
+	msg  []byte
+	stub []byte
+	out  []byte
+}
+
+var bufPool = sync.Pool{New: func() any {
+	return &buffers{msg: make([]byte, 0, 512), stub: make([]byte, 0, 512), out: make([]byte, 0, 512)}
+}}
+
+type conn struct {
+	srv      *Server
+	nc       net.Conn
+	peer     netip.AddrPort
+	idle     atomic.Bool
+	assoc    uint32
+	contexts []rpc.Accepted
+	frag     rpc.Reassembler
+	hdr      [rpc.HeaderLen]byte
+	results  []rpc.Result
+}
+
+func (c *conn) closeIfIdle() {
+	if c.idle.Load() {
+		c.nc.Close()
+	}
+}
+
+// errClientClosed marks the ordinary end of a connection.
+var errClientClosed = errors.New("server: client closed the connection")
+
+// serve runs the connection until it ends, then logs why (once).
+func (c *conn) serve() {
+	defer c.nc.Close()
+	err := c.loop()
+	c.logEnd(err)
+}
+
+func (c *conn) loop() error {
+	s := c.srv
+	for {
+		if s.closing.Load() {
+			return nil
+		}
+		c.idle.Store(true)
+		c.nc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		if _, err := io.ReadFull(c.nc, c.hdr[:]); err != nil {
+			if err == io.EOF {
+				return errClientClosed
+			}
+			return err
+		}
+		c.idle.Store(false)
+		h, err := rpc.ParseHeader(c.hdr[:])
+		if err != nil {
+			return err
+		}
+		b := bufPool.Get().(*buffers)
+		err = c.handle(h, b)
+		bufPool.Put(b)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// handle reads the body of one PDU and answers it.
+func (c *conn) handle(h rpc.Header, b *buffers) error {
+	pdu := b.in[:h.FragLength]
+	copy(pdu, c.hdr[:])
+	if _, err := io.ReadFull(c.nc, pdu[rpc.HeaderLen:]); err != nil {
+		return fmt.Errorf("%w: %d-byte PDU: %v", rpc.ErrShortPDU, h.FragLength, err)
+	}
+	var out []byte
+	var err error
+	switch h.Type {
+	case rpc.TypeBind, rpc.TypeAlterContext:
+		out, err = c.bind(pdu, b.out[:0])
+	case rpc.TypeRequest:
+		out, err = c.request(pdu, b)
+	default:
+		return fmt.Errorf("%w: %d", rpc.ErrUnknownType, h.Type)
+	}
+	if err != nil || out == nil {
+		return err
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.IdleTimeout))
+	if _, err := c.nc.Write(out); err != nil {
+		return err
+	}
+	if c.srv.Disconnect && h.Type == rpc.TypeRequest {
+		return errDisconnect
+	}
+	return nil
+}
+
+var errDisconnect = errors.New("server: disconnect after answer (-d)")
+
+func (c *conn) bind(pdu, out []byte) ([]byte, error) {
+	var b rpc.Bind
+	if err := b.Decode(pdu); err != nil {
+		return nil, err
+	}
+	var accepted []rpc.Accepted
+	c.results, accepted = c.srv.Negotiation.Negotiate(b.Contexts, c.results[:0], nil)
+	for _, a := range accepted {
+		if err := c.setContext(a); err != nil {
+			return nil, err
+		}
+	}
+	if c.assoc == 0 {
+		c.assoc = c.srv.assoc.Add(1)
+	}
+	ack := rpc.BindAck{Alter: b.Alter, Flags: rpc.AckFlags(&b), CallID: b.CallID,
+		MaxXmitFrag: b.MaxXmitFrag, MaxRecvFrag: b.MaxRecvFrag, AssocGroupID: c.assoc, Results: c.results}
+	if !b.Alter {
+		ack.SecAddr = strconv.Itoa(localPort(c.nc))
+	}
+	return ack.Encode(out)
+}
+
+func (c *conn) setContext(a rpc.Accepted) error {
+	for i := range c.contexts {
+		if c.contexts[i].ID == a.ID {
+			c.contexts[i] = a
+			return nil
+		}
+	}
+	if len(c.contexts) >= MaxContexts {
+		return &rpc.LimitError{Limit: "presentation contexts", Max: MaxContexts, Got: len(c.contexts) + 1}
+	}
+	c.contexts = append(c.contexts, a)
+	return nil
+}
+
+func (c *conn) syntaxOf(id uint16) rpc.Syntax {
+	for _, a := range c.contexts {
+		if a.ID == id {
+			return a.Syntax
+		}
+	}
+	return rpc.SyntaxNone
+}
+
+func localPort(nc net.Conn) int {
+	if ta, ok := nc.LocalAddr().(*net.TCPAddr); ok {
+		return ta.Port
+	}
+	return 0
+}
+
+func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
+	var frag rpc.Request
+	if err := frag.Decode(pdu); err != nil {
+		return nil, err
+	}
+	req, err := c.frag.Add(&frag)
+	if err != nil || req == nil {
+		return nil, err
+	}
+	syn := c.syntaxOf(req.ContextID)
+	if syn == rpc.SyntaxNone {
+		return c.fault(req, rpc.StatusUnknownInterface, b.out[:0])
+	}
+	if req.Opnum != 0 {
+		return c.fault(req, rpc.StatusOpRangeError, b.out[:0])
+	}
+	payload, err := rpc.RequestPayload(req.Stub, syn)
+	if err != nil {
+		return c.fault(req, rpc.StatusBadStubData, b.out[:0])
+	}
+	start := time.Now()
+	var d kms.Decision
+	msg, herr := c.srv.Host.Handle(b.msg[:0], payload, &d)
+	var re *kms.RefusalError
+	switch {
+	case herr == nil:
+		b.stub = rpc.AppendResponseStub(b.stub[:0], syn, msg)
+	case errors.As(herr, &re):
+		b.stub = rpc.AppendRefusalStub(b.stub[:0], syn, re.HResult)
+	default:
+		return nil, herr
+	}
+	c.report(&d, syn, start)
+	resp := rpc.Response{Flags: rpc.FlagFirst | rpc.FlagLast, CallID: req.CallID,
+		AllocHint: uint32(len(b.stub)), ContextID: req.ContextID, Stub: b.stub}
+	return resp.Encode(b.out[:0])
+}
+
+func (c *conn) fault(req *rpc.Request, status uint32, out []byte) ([]byte, error) {
+	c.srv.Logger.Info("fault", "peer", c.peer.String(), "call", req.CallID, "context", req.ContextID,
+		"status", fmt.Sprintf("0x%08X", status))
+	f := rpc.Fault{CallID: req.CallID, Status: status}
+	return f.Encode(out)
+}
+
+// logEnd is the one place that turns the error that ended a connection
+// into a log line.
+func (c *conn) logEnd(err error) {
+	l := c.srv.Logger
+	var le *rpc.LimitError
+	var ne net.Error
+	switch {
+	case err == nil, errors.Is(err, errClientClosed), errors.Is(err, errDisconnect), errors.Is(err, net.ErrClosed):
+		l.Debug("connection closed", "peer", c.peer.String())
+	case errors.As(err, &le):
+		l.Warn("connection closed: limit exceeded", "peer", c.peer.String(), "err", err)
+	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
+		l.Info("connection closed: idle timeout", "peer", c.peer.String())
+	case errors.Is(err, rpc.ErrShortPDU), errors.Is(err, rpc.ErrMalformed), errors.Is(err, rpc.ErrUnknownType),
+		errors.Is(err, rpc.ErrBadVersion), errors.Is(err, io.ErrUnexpectedEOF):
+		l.Warn("connection closed: bad input", "peer", c.peer.String(), "err", err)
+	default:
+		l.Info("connection closed", "peer", c.peer.String(), "err", err)
+	}
+}
+
+// report logs one line per activation and passes the decision on.
+func (c *conn) report(d *kms.Decision, syn rpc.Syntax, start time.Time) {
+	s := c.srv
+	now := time.Now()
+	if s.Logger.Enabled(context.Background(), slog.LevelInfo) {
+		c.logDecision(d, syn)
+	}
+	if s.Recorder != nil {
+		s.Recorder.Record(&Event{Time: now, Peer: c.peer, Syntax: syn, Decision: d, Elapsed: now.Sub(start)})
+	}
+}

@@ -1,0 +1,43 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"kmsd/internal/kms"
+	"kmsd/internal/rpc"
+	"kmsd/internal/wire"
+)
+
+func (c *conn) logDecision(d *kms.Decision, syn rpc.Syntax) {
+	l := c.srv.Logger
+	name := "unknown product"
+	if c.srv.Names != nil {
+		name = c.srv.Names(d)
+	}
+	result := "activated"
+	if d.HResult != 0 {
+		result = fmt.Sprintf("refused 0x%08X (%s)", d.HResult, d.Reason)
+	}
+	if !d.Decrypted {
+		l.Info("activation", "peer", c.peer.String(), "protocol", d.Request.Outer.String(), "result", result)
+		return
+	}
+	b := &d.Request.Base
+	l.Info("activation", "peer", c.peer.String(), "product", name, "protocol", d.Request.Outer.String(),
+		"cmid", b.CMID.String(), "workstation", b.WorkstationName(), "result", result)
+	if l.Enabled(context.Background(), slog.LevelDebug) {
+		l.Debug("request", "syntax", syn.String(), "version", b.Version.String(), "vm", b.VMInfo,
+			"license_status", b.LicenseStatus, "binding_expiration", b.BindingExpiration,
+			"app_id", b.AppID.String(), "sku_id", b.ActID.String(), "kms_id", b.KMSID.String(),
+			"cmid", b.CMID.String(), "previous_cmid", b.CMIDPrev.String(), "n_policy", b.NPolicy,
+			"client_time", wire.Time(b.ClientTime).Format("2006-01-02 15:04:05"), "workstation", b.WorkstationName(),
+			"mac_ok", d.Request.MACOK, "padding_ok", d.Request.PaddingOK)
+		if d.HResult == 0 {
+			l.Debug("response", "epid", d.EPID, "hwid", fmt.Sprintf("%X", d.HWID[:]), "count", d.Count,
+				"activation_interval", c.srv.Host.Policy.ActivationInterval,
+				"renewal_interval", c.srv.Host.Policy.RenewalInterval)
+		}
+	}
+}

@@ -1,0 +1,213 @@
+// Package server runs a KMS host on stream listeners: it frames DCE/RPC
+// PDUs, negotiates presentation contexts, passes KMS requests to a kms.Host
+// and writes the answers, with deadlines and limits on every connection.
+// Every outcome is reported to a Recorder.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"kmsd/internal/kms"
+	"kmsd/internal/rpc"
+)
+
+// Event is one activation decision, reported to the Recorder.
+type Event struct {
+	Time     time.Time
+	Peer     netip.AddrPort
+	Syntax   rpc.Syntax
+	Decision *kms.Decision // valid only during the call
+	Elapsed  time.Duration
+}
+
+// Recorder receives every activation decision. It must not block.
+type Recorder interface {
+	Record(e *Event)
+}
+
+// Defaults.
+const (
+	DefaultIdleTimeout = 30 * time.Second
+	// MaxContexts bounds the presentation contexts a connection may hold.
+	MaxContexts = 256
+)
+
+// Server is a KMS host. Set its fields, then call Serve for each listener.
+type Server struct {
+	Host        *kms.Host
+	Negotiation rpc.Negotiation
+	// IdleTimeout closes a connection when a read or write blocks longer
+	// (vlmcsd -t). Zero means DefaultIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxConns limits simultaneous connections (vlmcsd -m); 0 = unlimited.
+	MaxConns int
+	// Disconnect closes each connection after its first answer (vlmcsd -d).
+	Disconnect bool
+	// AllowPeer, if set, is asked before any byte is read; false closes the
+	// connection at once (vlmcsd -o 2, --allow/--deny).
+	AllowPeer func(netip.Addr) bool
+	Logger    *slog.Logger
+	Recorder  Recorder
+	// Names resolves product names for log lines; may be nil.
+	Names func(d *kms.Decision) string
+
+	initOnce  sync.Once
+	assoc     atomic.Uint32
+	sem       chan struct{}
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	wg        sync.WaitGroup
+	closing   atomic.Bool
+}
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("server: closed")
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.assoc.Store(rand.Uint32() | 1)
+		if s.MaxConns > 0 {
+			s.sem = make(chan struct{}, s.MaxConns)
+		}
+		s.listeners = make(map[net.Listener]struct{})
+		s.conns = make(map[*conn]struct{})
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+		if s.IdleTimeout <= 0 {
+			s.IdleTimeout = DefaultIdleTimeout
+		}
+	})
+}
+
+// Serve accepts connections on l until Shutdown or a permanent error.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	var backoff time.Duration
+	for {
+		if s.sem != nil {
+			s.sem <- struct{}{}
+		}
+		nc, err := l.Accept()
+		if err != nil {
+			if s.sem != nil {
+				<-s.sem
+			}
+			if s.closing.Load() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.Logger.Warn("accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		s.startConn(nc)
+	}
+}
+
+func isTemporary(err error) bool {
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
+}
+
+func (s *Server) startConn(nc net.Conn) {
+	c := &conn{srv: s, nc: nc, peer: addrPort(nc.RemoteAddr())}
+	if s.AllowPeer != nil && !s.AllowPeer(c.peer.Addr()) {
+		s.Logger.Info("refused client", "peer", c.peer.String(), "reason", "address not allowed")
+		nc.Close()
+		s.release()
+		return
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		nc.Close()
+		s.release()
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		defer s.release()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+}
+
+func (s *Server) release() {
+	if s.sem != nil {
+		<-s.sem
+	}
+}
+
+func addrPort(a net.Addr) netip.AddrPort {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	}
+	if a != nil {
+		if ap, err := netip.ParseAddrPort(a.String()); err == nil {
+			return ap
+		}
+	}
+	return netip.AddrPort{}
+}
+
+// Shutdown stops accepting, closes idle connections, lets requests in
+// flight finish and waits for every connection to end or ctx to expire.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	s.closing.Store(true)
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.closeIfIdle()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+		return ctx.Err()
+	}
+}
