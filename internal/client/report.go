@@ -150,6 +150,8 @@ func (t *TextReport) Request(r *Result, total int) {
 	w := t.W
 	major := r.Base.Version.Major
 	switch {
+	case r.Err != nil && errors.Is(r.Err, ErrConnect):
+		fmt.Fprintf(t.Err, "\aError: %v\n", r.Err)
 	case r.Err != nil:
 		fmt.Fprintf(w, "Sending activation request (KMS V%d) %d of %d \n", major, r.Index, total)
 		fmt.Fprintf(t.Err, "\aError: %v\n", r.Err)

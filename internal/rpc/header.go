@@ -176,3 +176,26 @@ func readHeader(r *wire.Reader) Header {
 	h.FragLength, h.AuthLength, h.CallID = r.U16(), r.U16(), r.U32()
 	return h
 }
+
+// ClientPDU is a PDU a client sends; ServerPDU one a host sends. The marker
+// methods keep a host from sending a client's PDU by mistake (pgproto3's
+// FrontendMessage/BackendMessage idea).
+type (
+	ClientPDU interface {
+		clientPDU()
+		Encode(dst []byte) ([]byte, error)
+	}
+	ServerPDU interface {
+		serverPDU()
+		Encode(dst []byte) ([]byte, error)
+	}
+)
+
+var (
+	_ ClientPDU = (*Bind)(nil)
+	_ ClientPDU = (*Request)(nil)
+	_ ServerPDU = (*BindAck)(nil)
+	_ ServerPDU = (*BindNak)(nil)
+	_ ServerPDU = (*Response)(nil)
+	_ ServerPDU = (*Fault)(nil)
+)
