@@ -76,6 +76,9 @@ func clientMain(args []string, asVlmcs bool) int {
 		}
 		return client.ExitUnreachable
 	}
+	if cfg.GrabFile != "" {
+		return grabMain(ctx, &cfg, t, opt, addrs, usageExit, asVlmcs)
+	}
 	var results []*client.Result
 	for i, addr := range addrs {
 		c := &client.Client{Addr: addr, Opt: opt, Report: reportFor(&cfg, t)}
@@ -95,6 +98,47 @@ func clientMain(args []string, asVlmcs bool) int {
 		return 0
 	}
 	return code
+}
+
+// grabMain runs -G: one request per CSVLK, then the ini file.
+func grabMain(ctx context.Context, cfg *config.Client, t *products.Table, opt client.Options, addrs []string, usageExit int, asVlmcs bool) int {
+	if cfg.Product != "" || cfg.VersionSet || cfg.AppID != nil || cfg.SKUID != nil || cfg.KMSID != nil || cfg.NPolicy != nil || cfg.Requests != 0 {
+		fmt.Fprintln(os.Stderr, "kmsd client: -G cannot be combined with -l, -4, -5, -6, -K, -a, -s, -k, -r or -n")
+		return usageExit
+	}
+	c := &client.Client{Addr: addrs[0], Opt: opt, Report: reportFor(cfg, t)}
+	lines, results := c.Grab(ctx)
+	names := make([]string, len(t.CSVLKs))
+	for i, k := range t.CSVLKs {
+		names[i] = k.IniName
+	}
+	if cfg.GrabFile != "-" {
+		fmt.Printf("\nCreating file %s\n", cfg.GrabFile)
+	}
+	text, err := client.WriteGrabFile(cfg.GrabFile, lines, names)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kmsd client: %v\n", err)
+		return 1
+	}
+	if cfg.GrabFile == "-" {
+		fmt.Print(text)
+	} else if cfg.Verbose {
+		for i, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+			if l != "" {
+				fmt.Printf("line %2d: %s\n", i+1, l)
+			}
+		}
+	}
+	if asVlmcs {
+		return 0
+	}
+	if len(results) > 0 && results[len(results)-1].Err != nil {
+		return client.ExitCode(results[len(results)-1:], 0)
+	}
+	if len(lines) == 0 {
+		return client.ExitRefused
+	}
+	return 0
 }
 
 func reportFor(cfg *config.Client, t *products.Table) client.Report {
