@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 
 	"kmsd/internal/config"
 	"kmsd/internal/kms"
+	"kmsd/internal/platform"
 	"kmsd/internal/products"
 	"kmsd/internal/rpc"
 	"kmsd/internal/server"
@@ -24,7 +26,7 @@ import (
 )
 
 func serveMain(args []string, asVlmcsd bool) int {
-	cfg, err := config.ParseServer(args)
+	cfg, err := loadServerConfig(args, os.Stderr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsd: %v\nRun 'kmsd serve --help' for the options.\n", err)
 		if asVlmcsd {
@@ -40,12 +42,13 @@ func serveMain(args []string, asVlmcsd bool) int {
 		fmt.Println("kmsd", version)
 		return 0
 	}
-	logger, closeLog, err := newLogger(&cfg)
+	logs, err := newLogSetup(&cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
 		return 1
 	}
-	defer closeLog()
+	defer logs.Close()
+	logger := logs.Logger
 	env := kms.Env{Rand: crand.Reader, Now: time.Now}
 	table := products.Builtin()
 	host, ndr64, err := buildHost(&cfg, table, env, logger)
@@ -61,6 +64,7 @@ func serveMain(args []string, asVlmcsd bool) int {
 		Disconnect:  cfg.Disconnect,
 		Logger:      logger,
 		Names:       productName(table),
+		Privacy:     cfg.Privacy,
 	}
 	if cfg.PublicIPLevel&2 != 0 {
 		srv.AllowPeer = server.IsPrivate
@@ -70,14 +74,44 @@ func serveMain(args []string, asVlmcsd bool) int {
 		logger.Error("cannot listen", "err", err)
 		return 1
 	}
+	if err := platform.DropPrivileges(cfg.User, cfg.Group); err != nil {
+		logger.Error("cannot drop privileges", "user", cfg.User, "group", cfg.Group, "err", err)
+		closeAll(listeners)
+		return 1
+	}
 	if cfg.PidFile != "" {
-		if err := os.WriteFile(cfg.PidFile, fmt.Appendf(nil, "%d\n", os.Getpid()), 0o644); err != nil {
+		if err := platform.WritePidFile(cfg.PidFile); err != nil {
 			logger.Error("cannot write pid file", "file", cfg.PidFile, "err", err)
+			closeAll(listeners)
 			return 1
 		}
-		defer os.Remove(cfg.PidFile)
+		defer platform.RemovePidFile(cfg.PidFile)
 	}
-	return serveUntilSignal(srv, listeners, logger)
+	reload := func() {
+		next, err := loadServerConfig(args, io.Discard)
+		if err != nil {
+			logger.Error("reload failed; keeping the running configuration", "err", err)
+			return
+		}
+		h, nextNDR64, err := buildHost(&next, table, env, logger)
+		if err != nil {
+			logger.Error("reload failed; keeping the running configuration", "err", err)
+			return
+		}
+		srv.SetHost(h)
+		logs.SetVerbose(next.Verbose)
+		if nextNDR64 != ndr64 || next.BTFN != cfg.BTFN || strings.Join(next.Listen, " ") != strings.Join(cfg.Listen, " ") {
+			logger.Warn("listener and RPC negotiation changes take effect after a restart")
+		}
+		logger.Info("configuration reloaded")
+	}
+	return serveUntilSignal(srv, listeners, logs, reload)
+}
+
+// loadServerConfig parses the command line (and later the ini file) and
+// prints warnings to w.
+func loadServerConfig(args []string, w io.Writer) (config.Server, error) {
+	return config.ParseServer(args)
 }
 
 func productName(t *products.Table) func(d *kms.Decision) string {
@@ -192,10 +226,26 @@ func csvlkNames(t *products.Table) string {
 	return strings.Join(n, ", ")
 }
 
-// listen opens every listener. With the default addresses, a host without
-// IPv6 still starts on IPv4 with one warning.
+// listen opens every listener: those handed over by systemd socket
+// activation when present, else the configured addresses. With the
+// default addresses, a host without IPv6 still starts on IPv4 with one
+// warning. Public-address protection level 1 listens on the private
+// addresses of the machine's interfaces instead of wildcards.
 func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
+	if ls, err := platform.SystemdListeners(); err != nil || len(ls) > 0 {
+		for _, l := range ls {
+			logger.Info("listening (socket activation)", "addr", l.Addr().String())
+		}
+		return ls, err
+	}
 	addrs, defaults := cfg.ListenAddrs()
+	if cfg.PublicIPLevel&1 != 0 {
+		addrs, defaults = privateAddrs(cfg, addrs, defaults, logger), false
+	}
+	lc := net.ListenConfig{}
+	if cfg.FreeBind {
+		lc.Control = platform.FreeBindControl
+	}
 	var ls []net.Listener
 	for _, a := range addrs {
 		network := "tcp"
@@ -205,7 +255,7 @@ func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
 				network = "tcp6"
 			}
 		}
-		l, err := net.Listen(network, a)
+		l, err := lc.Listen(context.Background(), network, a)
 		if err != nil {
 			if defaults && network == "tcp6" && len(ls) > 0 {
 				logger.Warn("IPv6 unavailable; listening on IPv4 only", "err", err)
@@ -227,29 +277,69 @@ func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
 	return ls, nil
 }
 
+// privateAddrs replaces wildcard listeners by every private address of
+// the machine's interfaces (vlmcsd -o 1); explicit -L addresses stay.
+func privateAddrs(cfg *config.Server, addrs []string, defaults bool, logger *slog.Logger) []string {
+	var out []string
+	if !defaults {
+		for _, a := range addrs {
+			if h, _, _ := net.SplitHostPort(a); h != "0.0.0.0" && h != "::" && h != "" {
+				out = append(out, a)
+			}
+		}
+	}
+	ifaddrs, err := net.InterfaceAddrs()
+	if err != nil {
+		logger.Warn("cannot list interface addresses", "err", err)
+	}
+	for _, ia := range ifaddrs {
+		pfx, err := netip.ParsePrefix(ia.String())
+		if err != nil || !server.IsPrivate(pfx.Addr()) {
+			continue
+		}
+		host := pfx.Addr().String()
+		if pfx.Addr().Is6() && pfx.Addr().IsLinkLocalUnicast() {
+			continue // would need a zone; vlmcsd skips them too
+		}
+		out = append(out, net.JoinHostPort(host, cfg.Port))
+	}
+	return out
+}
+
 func closeAll(ls []net.Listener) {
 	for _, l := range ls {
 		l.Close()
 	}
 }
 
-func serveUntilSignal(srv *server.Server, ls []net.Listener, logger *slog.Logger) int {
+func serveUntilSignal(srv *server.Server, ls []net.Listener, logs *logSetup, reload func()) int {
+	logger := logs.Logger
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
 		go func() { errc <- srv.Serve(l) }()
 	}
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case s := <-sig:
-		logger.Info("shutting down", "signal", s.String())
-	case err := <-errc:
-		logger.Error("listener failed", "err", err)
-		shutdown(srv)
-		return 1
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
+	for {
+		select {
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				if err := logs.Reopen(); err != nil {
+					logger.Error("cannot reopen the log file", "err", err)
+				}
+				reload()
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String())
+			shutdown(srv)
+			return 0
+		case err := <-errc:
+			logger.Error("listener failed", "err", err)
+			shutdown(srv)
+			return 1
+		}
 	}
-	shutdown(srv)
-	return 0
 }
 
 func shutdown(srv *server.Server) {
@@ -258,25 +348,30 @@ func shutdown(srv *server.Server) {
 	srv.Shutdown(ctx)
 }
 
-// newLogger builds the slog logger: stderr by default, stdout with -e, a
-// file with -l; UTC times unless -T0; debug level with -v.
-func newLogger(cfg *config.Server) (*slog.Logger, func(), error) {
-	var w io.Writer = os.Stderr
-	closer := func() {}
-	if cfg.LogFile != "" && !cfg.LogStdout {
-		f, err := os.OpenFile(cfg.LogFile, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			return nil, nil, fmt.Errorf("log file: %w", err)
+// logSetup owns the log destination: stderr by default, stdout with -e,
+// a file with -l (reopened on SIGHUP so logrotate works). Times are UTC;
+// -T0 drops them; -v sets the debug level.
+type logSetup struct {
+	Logger *slog.Logger
+	level  slog.LevelVar
+	mu     sync.Mutex
+	path   string
+	f      *os.File
+	w      io.Writer
+}
+
+func newLogSetup(cfg *config.Server) (*logSetup, error) {
+	ls := &logSetup{w: os.Stderr}
+	if cfg.LogStdout {
+		ls.w = os.Stdout
+	} else if cfg.LogFile != "" {
+		ls.path = cfg.LogFile
+		if err := ls.Reopen(); err != nil {
+			return nil, err
 		}
-		w, closer = f, func() { f.Close() }
-	} else if cfg.LogStdout {
-		w = os.Stdout
 	}
-	level := slog.LevelInfo
-	if cfg.Verbose {
-		level = slog.LevelDebug
-	}
-	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+	ls.SetVerbose(cfg.Verbose)
+	opts := &slog.HandlerOptions{Level: &ls.level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if a.Key == slog.TimeKey && len(groups) == 0 {
 			if !cfg.Timestamps {
 				return slog.Attr{}
@@ -285,9 +380,53 @@ func newLogger(cfg *config.Server) (*slog.Logger, func(), error) {
 		}
 		return a
 	}}
-	var h slog.Handler = slog.NewTextHandler(w, opts)
+	var h slog.Handler = slog.NewTextHandler(ls, opts)
 	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(w, opts)
+		h = slog.NewJSONHandler(ls, opts)
 	}
-	return slog.New(h), closer, nil
+	ls.Logger = slog.New(h)
+	return ls, nil
+}
+
+// SetVerbose switches between the info and debug levels.
+func (l *logSetup) SetVerbose(v bool) {
+	if v {
+		l.level.Set(slog.LevelDebug)
+	} else {
+		l.level.Set(slog.LevelInfo)
+	}
+}
+
+func (l *logSetup) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+// Reopen reopens the log file (after logrotate moved it).
+func (l *logSetup) Reopen() error {
+	if l.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(l.path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("log file: %w", err)
+	}
+	l.mu.Lock()
+	old := l.f
+	l.f, l.w = f, f
+	l.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close closes the log file.
+func (l *logSetup) Close() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f != nil {
+		l.f.Close()
+	}
 }

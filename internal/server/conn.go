@@ -192,7 +192,7 @@ func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
 	}
 	start := time.Now()
 	var d kms.Decision
-	msg, herr := c.srv.Host.Handle(b.msg[:0], payload, &d)
+	msg, herr := c.srv.CurrentHost().Handle(b.msg[:0], payload, &d)
 	var re *kms.RefusalError
 	switch {
 	case herr == nil:
@@ -209,7 +209,7 @@ func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
 }
 
 func (c *conn) fault(req *rpc.Request, status uint32, out []byte) ([]byte, error) {
-	c.srv.Logger.Info("fault", "peer", c.peer.String(), "call", req.CallID, "context", req.ContextID,
+	c.srv.Logger.Info("fault", "peer", c.peerText(), "call", req.CallID, "context", req.ContextID,
 		"status", fmt.Sprintf("0x%08X", status))
 	f := rpc.Fault{CallID: req.CallID, Status: status}
 	return f.Encode(out)
@@ -223,16 +223,16 @@ func (c *conn) logEnd(err error) {
 	var ne net.Error
 	switch {
 	case err == nil, errors.Is(err, errClientClosed), errors.Is(err, errDisconnect), errors.Is(err, net.ErrClosed):
-		l.Debug("connection closed", "peer", c.peer.String())
+		l.Debug("connection closed", "peer", c.peerText())
 	case errors.As(err, &le):
-		l.Warn("connection closed: limit exceeded", "peer", c.peer.String(), "err", err)
+		l.Warn("connection closed: limit exceeded", "peer", c.peerText(), "err", err)
 	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		l.Info("connection closed: idle timeout", "peer", c.peer.String())
+		l.Info("connection closed: idle timeout", "peer", c.peerText())
 	case errors.Is(err, rpc.ErrShortPDU), errors.Is(err, rpc.ErrMalformed), errors.Is(err, rpc.ErrUnknownType),
 		errors.Is(err, rpc.ErrBadVersion), errors.Is(err, io.ErrUnexpectedEOF):
-		l.Warn("connection closed: bad input", "peer", c.peer.String(), "err", err)
+		l.Warn("connection closed: bad input", "peer", c.peerText(), "err", err)
 	default:
-		l.Info("connection closed", "peer", c.peer.String(), "err", err)
+		l.Info("connection closed", "peer", c.peerText(), "err", err)
 	}
 }
 
@@ -246,4 +246,12 @@ func (c *conn) report(d *kms.Decision, syn rpc.Syntax, start time.Time) {
 	if s.Recorder != nil {
 		s.Recorder.Record(&Event{Time: now, Peer: c.peer, Syntax: syn, Decision: d, Elapsed: now.Sub(start)})
 	}
+}
+
+// peerText is the peer for log lines; hidden in privacy mode.
+func (c *conn) peerText() string {
+	if c.srv.Privacy {
+		return "(hidden)"
+	}
+	return c.peer.String()
 }

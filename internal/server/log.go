@@ -21,23 +21,27 @@ func (c *conn) logDecision(d *kms.Decision, syn rpc.Syntax) {
 		result = fmt.Sprintf("refused 0x%08X (%s)", d.HResult, d.Reason)
 	}
 	if !d.Decrypted {
-		l.Info("activation", "peer", c.peer.String(), "protocol", d.Request.Outer.String(), "result", result)
+		l.Info("activation", "peer", c.peerText(), "protocol", d.Request.Outer.String(), "result", result)
 		return
 	}
 	b := &d.Request.Base
-	l.Info("activation", "peer", c.peer.String(), "product", name, "protocol", d.Request.Outer.String(),
-		"cmid", b.CMID.String(), "workstation", b.WorkstationName(), "result", result)
+	ws := b.WorkstationName()
+	if c.srv.Privacy {
+		ws = "(hidden)"
+	}
+	l.Info("activation", "peer", c.peerText(), "product", name, "protocol", d.Request.Outer.String(),
+		"cmid", b.CMID.String(), "workstation", ws, "result", result)
 	if l.Enabled(context.Background(), slog.LevelDebug) {
 		l.Debug("request", "syntax", syn.String(), "version", b.Version.String(), "vm", b.VMInfo,
 			"license_status", b.LicenseStatus, "binding_expiration", b.BindingExpiration,
 			"app_id", b.AppID.String(), "sku_id", b.ActID.String(), "kms_id", b.KMSID.String(),
 			"cmid", b.CMID.String(), "previous_cmid", b.CMIDPrev.String(), "n_policy", b.NPolicy,
-			"client_time", wire.Time(b.ClientTime).Format("2006-01-02 15:04:05"), "workstation", b.WorkstationName(),
+			"client_time", wire.Time(b.ClientTime).Format("2006-01-02 15:04:05"), "workstation", ws,
 			"mac_ok", d.Request.MACOK, "padding_ok", d.Request.PaddingOK)
 		if d.HResult == 0 {
 			l.Debug("response", "epid", d.EPID, "hwid", fmt.Sprintf("%X", d.HWID[:]), "count", d.Count,
-				"activation_interval", c.srv.Host.Policy.ActivationInterval,
-				"renewal_interval", c.srv.Host.Policy.RenewalInterval)
+				"activation_interval", c.srv.CurrentHost().Policy.ActivationInterval,
+				"renewal_interval", c.srv.CurrentHost().Policy.RenewalInterval)
 		}
 	}
 }

@@ -59,6 +59,10 @@ type Server struct {
 	// Names resolves product names for log lines; may be nil.
 	Names func(d *kms.Decision) string
 
+	// Privacy hides client names and addresses in log lines (vlmcsd -X).
+	Privacy bool
+
+	live      atomic.Pointer[kms.Host]
 	initOnce  sync.Once
 	assoc     atomic.Uint32
 	sem       chan struct{}
@@ -67,6 +71,18 @@ type Server struct {
 	conns     map[*conn]struct{}
 	wg        sync.WaitGroup
 	closing   atomic.Bool
+}
+
+// SetHost swaps the host used for new requests (SIGHUP reload); requests
+// in flight finish with the host they started with.
+func (s *Server) SetHost(h *kms.Host) { s.live.Store(h) }
+
+// CurrentHost is the host new requests use.
+func (s *Server) CurrentHost() *kms.Host {
+	if h := s.live.Load(); h != nil {
+		return h
+	}
+	return s.Host
 }
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -139,7 +155,7 @@ func isTemporary(err error) bool {
 func (s *Server) startConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc, peer: addrPort(nc.RemoteAddr())}
 	if s.AllowPeer != nil && !s.AllowPeer(c.peer.Addr()) {
-		s.Logger.Info("refused client", "peer", c.peer.String(), "reason", "address not allowed")
+		s.Logger.Info("refused client", "peer", c.peerText(), "reason", "address not allowed")
 		nc.Close()
 		s.release()
 		return

@@ -1,0 +1,94 @@
+//go:build unix
+
+package platform
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+)
+
+// DropPrivileges switches to group then user (names or numeric ids), after
+// the listeners are open. Supplementary groups are cleared.
+func DropPrivileges(userName, groupName string) error {
+	if userName == "" && groupName == "" {
+		return nil
+	}
+	uid, gid := -1, -1
+	if groupName != "" {
+		g, err := lookupGroup(groupName)
+		if err != nil {
+			return err
+		}
+		gid = g
+	}
+	if userName != "" {
+		u, err := user.Lookup(userName)
+		if err != nil {
+			if n, nerr := strconv.Atoi(userName); nerr == nil {
+				uid = n
+			} else {
+				return &IDError{Kind: "user", Name: userName, Err: err}
+			}
+		} else {
+			uid, _ = strconv.Atoi(u.Uid)
+			if gid < 0 {
+				gid, _ = strconv.Atoi(u.Gid)
+			}
+		}
+	}
+	if gid >= 0 {
+		if err := syscall.Setgroups([]int{gid}); err != nil {
+			return fmt.Errorf("setgroups: %w", err)
+		}
+		if err := syscall.Setgid(gid); err != nil {
+			return fmt.Errorf("setgid %d: %w", gid, err)
+		}
+	}
+	if uid >= 0 {
+		if err := syscall.Setuid(uid); err != nil {
+			return fmt.Errorf("setuid %d: %w", uid, err)
+		}
+	}
+	return nil
+}
+
+func lookupGroup(name string) (int, error) {
+	if g, err := user.LookupGroup(name); err == nil {
+		return strconv.Atoi(g.Gid)
+	}
+	if n, err := strconv.Atoi(name); err == nil {
+		return n, nil
+	}
+	return 0, &IDError{Kind: "group", Name: name, Err: fmt.Errorf("unknown group")}
+}
+
+// SystemdListeners returns the listeners passed by systemd socket
+// activation (LISTEN_PID/LISTEN_FDS, fds from 3), or nil when none were.
+func SystemdListeners() ([]net.Listener, error) {
+	if os.Getenv("LISTEN_PID") != strconv.Itoa(os.Getpid()) {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n <= 0 {
+		return nil, nil
+	}
+	os.Unsetenv("LISTEN_PID")
+	os.Unsetenv("LISTEN_FDS")
+	os.Unsetenv("LISTEN_FDNAMES")
+	var ls []net.Listener
+	for fd := 3; fd < 3+n; fd++ {
+		syscall.CloseOnExec(fd)
+		f := os.NewFile(uintptr(fd), "systemd-socket-"+strconv.Itoa(fd))
+		l, err := net.FileListener(f)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("socket activation fd %d: %w", fd, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
+}
