@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "kmsd-cmd-test")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "kmsd")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build failed: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// host starts `binary args...` and waits until port accepts connections.
+func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *bytes.Buffer) {
+	t.Helper()
+	path := binary
+	if name != "kmsd" {
+		path = filepath.Join(t.TempDir(), name)
+		if err := os.Symlink(binary, path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var logbuf bytes.Buffer
+	cmd := exec.Command(path, args...)
+	cmd.Stderr, cmd.Stdout = &logbuf, &logbuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	for i := 0; i < 100; i++ {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return cmd, &logbuf
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	t.Fatalf("host did not start: %s", logbuf.String())
+	return nil, nil
+}
+
+func runClient(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"client"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func TestClientExitCodes(t *testing.T) {
+	port := freePort(t)
+	host(t, "kmsd", port, "serve", "-L", fmt.Sprintf("127.0.0.1:%d", port), "-K", "3", "-M1", "-E1")
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cases := []struct {
+		args []string
+		code int
+		text string
+	}{
+		{[]string{addr, "-l", "64", "-n", "1"}, 7, "->"},               // count 1 of 25
+		{[]string{addr, "-l", "238"}, 0, "5 of 5"},                     // charges to 5
+		{[]string{addr, "-l", "45"}, 4, "0xC004F042"},                  // retail refused
+		{[]string{addr, "-l", "64", "-r", "1001"}, 4, "0x8007000D"},    // N policy
+		{[]string{"127.0.0.1:1", "-l", "64"}, 3, "cannot connect"},     // nothing listens
+		{[]string{addr, "-l", "999"}, 2, "Invalid client application"}, // unknown product
+		{[]string{addr, "-c", "not-a-guid"}, 2, "GUID"},
+		{[]string{addr, "--bogus"}, 2, "unknown option --bogus"},
+	}
+	for _, tc := range cases {
+		out, code := runClient(t, tc.args...)
+		if code != tc.code || !strings.Contains(out, tc.text) {
+			t.Errorf("kmsd client %v: exit %d (want %d), output:\n%s", tc.args, code, tc.code, out)
+		}
+	}
+}
+
+func TestClientJSON(t *testing.T) {
+	port := freePort(t)
+	host(t, "kmsd", port, "-L", fmt.Sprintf("127.0.0.1:%d", port), "-r0")
+	out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "133", "--json", "-n", "2")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, out)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("want 2 JSON lines, got:\n%s", out)
+	}
+	for _, l := range lines {
+		var v struct {
+			Result   string `json:"result"`
+			Verified bool   `json:"verified"`
+			Response struct {
+				EPID  string `json:"epid"`
+				Count int    `json:"active_clients"`
+			} `json:"response_fields"`
+		}
+		if err := json.Unmarshal([]byte(l), &v); err != nil {
+			t.Fatal(err)
+		}
+		if v.Result != "activated" || !v.Verified || v.Response.Count != 10 ||
+			v.Response.EPID != "05426-04919-009-767455-03-1033-9200.0000-0172025" {
+			t.Errorf("unexpected result %s", l)
+		}
+	}
+}
+
+func TestServeSignalsAndPidFile(t *testing.T) {
+	port := freePort(t)
+	pid := filepath.Join(t.TempDir(), "kmsd.pid")
+	logf := filepath.Join(t.TempDir(), "kmsd.log")
+	cmd, _ := host(t, "vlmcsd", port, "-D", "-L", fmt.Sprintf("127.0.0.1:%d", port), "-p", pid, "-l", logf)
+	b, err := os.ReadFile(pid)
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(cmd.Process.Pid) {
+		t.Fatalf("pid file %q, %v", b, err)
+	}
+	// logrotate: move the file away, SIGHUP, and the next line lands in a new file.
+	os.Rename(logf, logf+".1")
+	cmd.Process.Signal(syscall.SIGHUP)
+	time.Sleep(300 * time.Millisecond)
+	if out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64"); code != 0 {
+		t.Fatalf("after SIGHUP: %d %s", code, out)
+	}
+	cur, _ := os.ReadFile(logf)
+	if !strings.Contains(string(cur), "configuration reloaded") || !strings.Contains(string(cur), "msg=activation") {
+		t.Errorf("new log file lacks the reload and activation lines:\n%s", cur)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+	if _, err := os.Stat(pid); !os.IsNotExist(err) {
+		t.Errorf("pid file left behind")
+	}
+}
+
+func TestBadServeOptions(t *testing.T) {
+	cases := []struct {
+		name string
+		args []string
+		code int
+		text string
+	}{
+		{"kmsd", []string{"serve", "-K", "7"}, 1, "option -K"},
+		{"kmsd", []string{"serve", "-A", "59s"}, 1, "at least 1 minute"},
+		{"kmsd", []string{"serve", "--nope"}, 1, "unknown option --nope"},
+		{"kmsd", []string{"serve", "-a", "Nope=123"}, 1, "no CSVLK"},
+		{"vlmcsd", []string{"-t", "0"}, 22, "option -t"},
+	}
+	for _, tc := range cases {
+		path := binary
+		if tc.name != "kmsd" {
+			path = filepath.Join(t.TempDir(), tc.name)
+			os.Symlink(binary, path)
+		}
+		out, err := exec.Command(path, tc.args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if code != tc.code || !strings.Contains(string(out), tc.text) {
+			t.Errorf("%s %v: exit %d (want %d):\n%s", tc.name, tc.args, code, tc.code, out)
+		}
+	}
+}
+
+func TestProductsCommand(t *testing.T) {
+	out, err := exec.Command(binary, "products", "--json").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(out, &rows); err != nil || len(rows) != 252 {
+		t.Fatalf("%d rows, %v", len(rows), err)
+	}
+	out, _ = exec.Command(binary, "products", "Office LTSC Professional Plus 2024").Output()
+	if !strings.Contains(string(out), "238") || !strings.Contains(string(out), "XJ2XN-FW8RK-P4HMP-DKDBV-GCVGB") {
+		t.Errorf("filter output:\n%s", out)
+	}
+	out, _ = exec.Command(binary, "client", "-x").Output()
+	if !strings.HasPrefix(string(out), "You may use these product names or numbers:") {
+		t.Errorf("client -x output starts %q", string(out)[:40])
+	}
+}
