@@ -61,13 +61,14 @@ func serveMain(args []string, asVlmcsd bool) int {
 		Negotiation: rpc.Negotiation{NDR64: ndr64, BTFN: cfg.BTFN},
 		IdleTimeout: cfg.Timeout,
 		MaxConns:    cfg.MaxWorkers,
+		MaxPerAddr:  cfg.MaxPerAddress,
 		Disconnect:  cfg.Disconnect,
 		Logger:      logger,
 		Names:       productName(table),
 		Privacy:     cfg.Privacy,
 	}
-	if cfg.PublicIPLevel&2 != 0 {
-		srv.AllowPeer = server.IsPrivate
+	if pp := (server.PeerPolicy{Allow: cfg.Allow, Deny: cfg.Deny, PrivateOnly: cfg.PublicIPLevel&2 != 0}); pp.Active() {
+		srv.AllowPeer = pp.Allowed
 	}
 	listeners, err := listen(&cfg, logger)
 	if err != nil {

@@ -3,7 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
-	"strconv"
+	"net/netip"
 	"strings"
 	"time"
 )
@@ -50,13 +50,16 @@ type Server struct {
 	PidFile            string // -p
 	User, Group        string // -u, -g
 	LogFormat          string // text or json
+	Allow, Deny        []netip.Prefix // --allow / --deny
+	MaxPerAddress      int            // --max-per-address, 0 = unlimited
 	Help, Version      bool
 }
 
 // DefaultServer returns vlmcsd's defaults (current build behaviour).
 func DefaultServer() Server {
 	return Server{Port: "1688", Timeout: 30 * time.Second, BTFN: true, Randomization: 1,
-		ActivationInterval: 1440, RenewalInterval: 20160, Timestamps: true, LogFormat: "text"}
+		ActivationInterval: 1440, RenewalInterval: 20160, Timestamps: true, LogFormat: "text",
+		MaxPerAddress: DefaultMaxPerAddress}
 }
 
 // ServerOptions lists every host option with its vlmcsd letter.
@@ -94,6 +97,9 @@ var ServerOptions = []Option{
 	{Short: 'p', Long: "pid-file", HasArg: true, ArgName: "FILE", Help: "write the process id to FILE"},
 	{Short: 'u', Long: "user", HasArg: true, ArgName: "USER", Help: "drop to USER after binding"},
 	{Short: 'g', Long: "group", HasArg: true, ArgName: "GROUP", Help: "drop to GROUP after binding"},
+	{Long: "allow", HasArg: true, ArgName: "CIDR", Help: "accept clients only from these networks (repeatable)", Default: "everyone"},
+	{Long: "deny", HasArg: true, ArgName: "CIDR", Help: "refuse clients from these networks (repeatable; wins over --allow)"},
+	{Long: "max-per-address", HasArg: true, ArgName: "N", Help: "simultaneous connections from one address, 0 = unlimited", Default: "64"},
 	{Long: "log-format", HasArg: true, ArgName: "text|json", Help: "log line format", Default: "text"},
 	{Short: 'V', Long: "version", Help: "print the version"},
 	{Short: 'h', Long: "help", Help: "print this help"},
@@ -208,11 +214,23 @@ func (c *Server) apply(o *Option, v string) error {
 	case 'h', '?':
 		c.Help = true
 	case 0:
-		if o.Long == "log-format" {
+		switch o.Long {
+		case "log-format":
 			if v != "text" && v != "json" {
 				err = fmt.Errorf("use text or json")
 			}
 			c.LogFormat = v
+		case "allow", "deny":
+			var p netip.Prefix
+			p, err = ParsePrefix(v)
+			if o.Long == "allow" {
+				c.Allow = append(c.Allow, p)
+			} else {
+				c.Deny = append(c.Deny, p)
+			}
+		case "max-per-address":
+			n, err = parseInt(v, 0, 1<<20)
+			c.MaxPerAddress = int(n)
 		}
 	}
 	return err
@@ -323,6 +341,18 @@ func (c *Server) ListenAddrs() (addrs []string, defaults bool) {
 	return []string{net.JoinHostPort("0.0.0.0", c.Port), net.JoinHostPort("::", c.Port)}, true
 }
 
-// Itoa is strconv.Itoa, kept here so callers need not import strconv for
-// port text.
-func Itoa(n int) string { return strconv.Itoa(n) }
+// DefaultMaxPerAddress is the default cap on simultaneous connections
+// from one client address.
+const DefaultMaxPerAddress = 64
+
+// ParsePrefix parses a CIDR, or a single address as a /32 or /128.
+func ParsePrefix(v string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(strings.TrimSpace(v)); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(strings.TrimSpace(v))
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%q is not an address or CIDR network", v)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}

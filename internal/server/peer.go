@@ -28,3 +28,39 @@ func IsPrivate(a netip.Addr) bool {
 	}
 	return a.IsLoopback() || !globalV6.Contains(a)
 }
+
+// PeerPolicy decides which client addresses may connect: a denied network
+// always loses; with an allow list only listed networks may connect; with
+// PrivateOnly public addresses are refused (vlmcsd -o 2).
+type PeerPolicy struct {
+	Allow, Deny []netip.Prefix
+	PrivateOnly bool
+}
+
+// Active reports whether the policy refuses anything at all.
+func (p PeerPolicy) Active() bool {
+	return len(p.Allow) > 0 || len(p.Deny) > 0 || p.PrivateOnly
+}
+
+// Allowed reports whether a may connect.
+func (p PeerPolicy) Allowed(a netip.Addr) bool {
+	a = a.Unmap()
+	for _, d := range p.Deny {
+		if d.Contains(a) {
+			return false
+		}
+	}
+	if len(p.Allow) > 0 {
+		ok := false
+		for _, n := range p.Allow {
+			if n.Contains(a) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return !p.PrivateOnly || IsPrivate(a)
+}

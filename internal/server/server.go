@@ -59,6 +59,11 @@ type Server struct {
 	// Names resolves product names for log lines; may be nil.
 	Names func(d *kms.Decision) string
 
+	// MaxPerAddr caps simultaneous connections from one address; more are
+	// closed at once. 0 = unlimited.
+	MaxPerAddr int
+	// Stats counts connections; read it with its atomic methods.
+	Stats Stats
 	// Privacy hides client names and addresses in log lines (vlmcsd -X).
 	Privacy bool
 
@@ -69,6 +74,7 @@ type Server struct {
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
 	conns     map[*conn]struct{}
+	perAddr   map[netip.Addr]int
 	wg        sync.WaitGroup
 	closing   atomic.Bool
 }
@@ -96,6 +102,7 @@ func (s *Server) init() {
 		}
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
+		s.perAddr = make(map[netip.Addr]int)
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
@@ -154,10 +161,9 @@ func isTemporary(err error) bool {
 
 func (s *Server) startConn(nc net.Conn) {
 	c := &conn{srv: s, nc: nc, peer: addrPort(nc.RemoteAddr())}
+	s.Stats.Accepted.Add(1)
 	if s.AllowPeer != nil && !s.AllowPeer(c.peer.Addr()) {
-		s.Logger.Info("refused client", "peer", c.peerText(), "reason", "address not allowed")
-		nc.Close()
-		s.release()
+		s.reject(c, "address not allowed")
 		return
 	}
 	s.mu.Lock()
@@ -167,17 +173,44 @@ func (s *Server) startConn(nc net.Conn) {
 		s.release()
 		return
 	}
+	addr := c.peer.Addr()
+	if s.MaxPerAddr > 0 && s.perAddr[addr] >= s.MaxPerAddr {
+		s.mu.Unlock()
+		s.reject(c, "too many connections from this address")
+		return
+	}
+	s.perAddr[addr]++
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	s.mu.Unlock()
+	s.Stats.Open.Add(1)
 	go func() {
 		defer s.wg.Done()
 		defer s.release()
 		c.serve()
+		s.Stats.Open.Add(-1)
 		s.mu.Lock()
 		delete(s.conns, c)
+		if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+			delete(s.perAddr, addr)
+		}
 		s.mu.Unlock()
 	}()
+}
+
+// reject closes a connection before reading a byte and counts it.
+func (s *Server) reject(c *conn, reason string) {
+	s.Stats.Rejected.Add(1)
+	s.Logger.Info("refused client", "peer", c.peerText(), "reason", reason)
+	c.nc.Close()
+	s.release()
+}
+
+// Stats are connection counters.
+type Stats struct {
+	Accepted atomic.Uint64 // connections accepted
+	Rejected atomic.Uint64 // closed before reading (access control, limits)
+	Open     atomic.Int64  // open now
 }
 
 func (s *Server) release() {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -307,4 +308,78 @@ func TestDisconnectAfterAnswer(t *testing.T) {
 	if len(results) != 3 {
 		t.Fatal(fmt.Sprint(len(results), " results"))
 	}
+}
+
+func TestPeerPolicy(t *testing.T) {
+	p := server.PeerPolicy{
+		Allow: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8::/32")},
+		Deny:  []netip.Prefix{netip.MustParsePrefix("10.9.0.0/16")},
+	}
+	for addr, want := range map[string]bool{
+		"10.1.1.1": true, "10.9.1.1": false, "192.168.1.1": false, "2001:db8::5": true,
+		"::ffff:10.1.1.1": true, "::ffff:10.9.9.9": false,
+	} {
+		if got := p.Allowed(netip.MustParseAddr(addr)); got != want {
+			t.Errorf("Allowed(%s) = %v, want %v", addr, got, want)
+		}
+	}
+	priv := server.PeerPolicy{PrivateOnly: true}
+	if priv.Allowed(netip.MustParseAddr("100.64.1.1")) || !priv.Allowed(netip.MustParseAddr("127.0.0.1")) {
+		t.Error("PrivateOnly misjudges addresses")
+	}
+}
+
+func TestAccessControlAndPerAddressCap(t *testing.T) {
+	addr, _ := start(t, func(s *server.Server) {
+		s.AllowPeer = server.PeerPolicy{Deny: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}}.Allowed
+		s.MaxPerAddr = 2
+	})
+	_, port, _ := net.SplitHostPort(addr)
+	// A denied source address (127.0.0.2 is loopback on Linux) is closed without an answer.
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	if nc, err := d.Dial("tcp", "127.0.0.1:"+port); err == nil {
+		nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		var b [1]byte
+		if _, err := nc.Read(b[:]); err == nil {
+			t.Error("denied peer got data")
+		} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+			t.Error("denied peer's connection stayed open")
+		}
+		nc.Close()
+	}
+	// Two idle connections fill the cap; a third is closed; an activation
+	// still works once one of them goes away.
+	var held []net.Conn
+	for i := 0; i < 2; i++ {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, nc)
+	}
+	time.Sleep(100 * time.Millisecond)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+	var b [1]byte
+	if _, err := nc.Read(b[:]); err == nil || isTimeout(err) {
+		t.Errorf("third connection from one address was not closed: %v", err)
+	}
+	nc.Close()
+	held[0].Close()
+	time.Sleep(100 * time.Millisecond)
+	table := products.Builtin()
+	opt := client.DefaultOptions(table, testEnv(5))
+	opt.Product, opt.Requests = 63, 1
+	if r := (&client.Client{Addr: addr, Opt: opt}).Run(context.Background())[0]; r.Err != nil || r.HResult != 0 {
+		t.Errorf("activation after a slot freed: %v", r.Err)
+	}
+	held[1].Close()
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
 }
