@@ -226,3 +226,23 @@ func TestProductsCommand(t *testing.T) {
 		t.Errorf("client -x output starts %q", string(out)[:40])
 	}
 }
+
+func TestSocketActivation(t *testing.T) {
+	sa, err := exec.LookPath("systemd-socket-activate")
+	if err != nil {
+		t.Skip("systemd-socket-activate not installed")
+	}
+	port := freePort(t)
+	cmd := exec.Command(sa, "-l", fmt.Sprintf("127.0.0.1:%d", port), binary, "serve", "-r0")
+	var logbuf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logbuf, &logbuf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	time.Sleep(300 * time.Millisecond)
+	out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64")
+	if code != 0 || !strings.Contains(out, "05426-04919-009-767455") {
+		t.Fatalf("exit %d: %s\nhost log:\n%s", code, out, logbuf.String())
+	}
+}

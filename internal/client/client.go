@@ -255,12 +255,16 @@ func (c *Client) Run(ctx context.Context) []*Result {
 		if fixed && i > total {
 			break
 		}
-		shown := total
-		if !fixed {
-			shown = i + toGo - 1
-		}
 		r := c.Once(ctx, i)
 		results = append(results, r)
+		shown := total
+		next := toGo
+		if !fixed && r.Err == nil && r.HResult == 0 {
+			next = max(0, int(n)-int(r.Response.Base.Count))
+		}
+		if !fixed {
+			shown = i + next
+		}
 		if c.Report != nil {
 			c.Report.Request(r, shown)
 		}
@@ -270,12 +274,11 @@ func (c *Client) Run(ctx context.Context) []*Result {
 		if r.Err != nil || r.HResult != 0 {
 			break
 		}
-		count := int(r.Response.Base.Count)
-		if len(results) > 1 && int(n)-count >= toGo {
+		if len(results) > 1 && int(n)-int(r.Response.Base.Count) >= toGo {
 			c.warn("the host does not increment its active clients")
 			break
 		}
-		toGo = max(0, int(n)-count)
+		toGo = next
 		if toGo == 0 {
 			break
 		}
