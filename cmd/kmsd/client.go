@@ -159,7 +159,22 @@ func targets(ctx context.Context, cfg *config.Client) ([]string, error) {
 		}
 		return []string{"127.0.0.1:1688"}, nil
 	case t == "-" || strings.HasPrefix(t, "."):
-		return client.LookupSRV(ctx, net.DefaultResolver, strings.TrimPrefix(t, "-"), cfg.IgnoreSRVPriority, crand.Reader)
+		look := client.SRVLookup{Servers: cfg.DNSServers, Timeout: cfg.Timeout}
+		recs, warns, err := look.Lookup(ctx, strings.TrimPrefix(t, "-"))
+		for _, w := range warns {
+			fmt.Fprintf(os.Stderr, "Warning: %s\n", w)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if !cfg.IgnoreSRVPriority {
+			client.OrderSRV(recs, crand.Reader)
+		}
+		addrs := make([]string, len(recs))
+		for i, r := range recs {
+			addrs[i] = r.Addr()
+		}
+		return addrs, nil
 	}
 	host, port, err := splitTarget(t)
 	if err != nil {

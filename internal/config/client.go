@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ type Client struct {
 	IgnoreSRVPriority bool
 	NoMultiplex       bool
 	JSON              bool
+	DNSServers        []string // --dns-server, repeatable
 	Timeout           time.Duration
 	Help              bool
 }
@@ -71,6 +73,7 @@ var ClientOptions = []Option{
 	{Short: 'P', Long: "ignore-priority", Help: "ignore SRV priority and weight"},
 	{Short: 'p', Long: "no-multiplex", Help: "do not set the multiplex flag in bind and alter_context"},
 	{Long: "json", Help: "print one JSON object per request"},
+	{Long: "dns-server", HasArg: true, ArgName: "HOST[:PORT]", Help: "DNS server for SRV discovery (repeatable)", Default: "/etc/resolv.conf"},
 	{Long: "timeout", HasArg: true, ArgName: "DURATION", Help: "network timeout per exchange", Default: "10s"},
 	{Short: 'h', Long: "help", Help: "print this help"},
 	{Short: '?', Help: "print this help"},
@@ -190,6 +193,11 @@ func (c *Client) apply(o *Option, v string) error {
 		switch o.Long {
 		case "json":
 			c.JSON = true
+		case "dns-server":
+			if _, _, e := net.SplitHostPort(v); e != nil {
+				v = net.JoinHostPort(v, "53")
+			}
+			c.DNSServers = append(c.DNSServers, v)
 		case "timeout":
 			c.Timeout, err = time.ParseDuration(v)
 			if err == nil && c.Timeout <= 0 {
