@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kmsd/internal/testdns"
 )
 
 var binary string
@@ -244,5 +246,31 @@ func TestSocketActivation(t *testing.T) {
 	out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64")
 	if code != 0 || !strings.Contains(out, "05426-04919-009-767455") {
 		t.Fatalf("exit %d: %s\nhost log:\n%s", code, out, logbuf.String())
+	}
+}
+
+// TestSRVDiscoveryFailover: the client finds hosts through SRV records of a
+// real DNS server; the preferred one is down, so it moves to the next.
+func TestSRVDiscoveryFailover(t *testing.T) {
+	port := freePort(t)
+	dead := freePort(t)
+	host(t, "kmsd", port, "-L", fmt.Sprintf("127.0.0.1:%d", port), "-r0")
+	dns := testdns.Start(t,
+		fmt.Sprintf("_vlmcs._tcp.kms.test,127.0.0.1,%d,0,100", dead),
+		fmt.Sprintf("_vlmcs._tcp.kms.test,127.0.0.1,%d,10,100", port),
+	)
+	out, code := runClient(t, ".kms.test", "--dns-server", dns, "-l", "64")
+	if code != 0 || !strings.Contains(out, "trying the next host") || !strings.Contains(out, "05426-04919-009-767455") {
+		t.Fatalf("exit %d:\n%s", code, out)
+	}
+	// -P keeps the DNS order; dnsmasq answers in its configured order here,
+	// so the dead host is still tried first and the live one answers.
+	out, code = runClient(t, ".kms.test", "--dns-server", dns, "-l", "64", "-P")
+	if code != 0 {
+		t.Fatalf("-P: exit %d:\n%s", code, out)
+	}
+	out, code = runClient(t, ".nothing.test", "--dns-server", dns)
+	if code != 3 || !strings.Contains(out, "no KMS servers found") {
+		t.Fatalf("no records: exit %d:\n%s", code, out)
 	}
 }
