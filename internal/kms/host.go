@@ -79,16 +79,16 @@ type Host struct {
 
 // Decision records what the host did with one request.
 type Decision struct {
-	Request  Request
-	KMSItem  int // index in the table, -1 when unknown
-	App      int
-	CSVLK    int
-	EPID     string
-	HWID     [8]byte
-	Count    uint32
-	HResult  uint32 // 0 when activated
-	Reason   string // why refused
-	Decrypted bool  // Request holds a decoded base request
+	Request   Request
+	KMSItem   int // index in the table, -1 when unknown
+	App       int
+	CSVLK     int
+	EPID      string
+	HWID      [8]byte
+	Count     uint32
+	HResult   uint32 // 0 when activated
+	Reason    string // why refused
+	Decrypted bool   // Request holds a decoded base request
 }
 
 // Handle decodes payload, applies the policy and appends the response
