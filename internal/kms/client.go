@@ -107,12 +107,16 @@ func verifyV4(req *Request, resp []byte) (*Verified, error) {
 	if len(resp) != n+16 {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("response size %d, expected %d", len(resp), n+16))
 	}
-	return out, checkEcho(req, out)
+	if err := checkEcho(req, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func checkEcho(req *Request, out *Verified) error {
 	switch {
-	case out.Base.Version != req.Base.Version || out.Outer != req.Outer:
+	// request outer == response base == response outer == request base
+	case out.Base.Version != req.Outer || out.Outer != req.Outer || req.Base.Version != req.Outer:
 		return &VerifyError{Check: "protocol version", Detail: fmt.Sprintf("sent %s, got %s/%s", req.Outer, out.Outer, out.Base.Version)}
 	case out.Base.CMID != req.Base.CMID:
 		return &VerifyError{Check: "client machine ID"}

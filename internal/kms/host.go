@@ -89,6 +89,7 @@ type Decision struct {
 	HResult   uint32 // 0 when activated
 	Reason    string // why refused
 	Decrypted bool   // Request holds a decoded base request
+	rnd       [32]byte
 }
 
 // Handle decodes payload, applies the policy and appends the response
@@ -112,13 +113,12 @@ func (h *Host) Handle(dst, payload []byte, d *Decision) ([]byte, error) {
 		d.EPID = h.FreshEPID(d.CSVLK)
 		a.EPID = wire.AppendUTF16Z(nil, d.EPID)
 	}
-	var rnd [32]byte
 	if req.Outer.Major > 4 {
-		if _, err := io.ReadFull(h.Env.Rand, rnd[:]); err != nil {
+		if _, err := io.ReadFull(h.Env.Rand, d.rnd[:]); err != nil {
 			return dst, fmt.Errorf("kms: random source: %w", err)
 		}
 	}
-	return EncodeResponse(dst, req, &a, &rnd), nil
+	return EncodeResponse(dst, req, &a, &d.rnd), nil
 }
 
 func (h *Host) refuse(d *Decision, err error) error {

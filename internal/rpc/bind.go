@@ -30,8 +30,10 @@ type Bind struct {
 
 func (*Bind) clientPDU() {}
 
-// Decode parses a whole bind or alter_context PDU. Element lists that do
-// not fit the PDU, or a non-zero reserved count byte, are malformed.
+// Decode parses a whole bind or alter_context PDU. n_context_elem is read
+// as one byte and the three reserved bytes after it are ignored
+// (kms-rpc.md §4 allows either this or closing); element lists that do not
+// fit the PDU are malformed.
 func (dst *Bind) Decode(src []byte) error {
 	r := wire.NewReader(src)
 	h := readHeader(&r)

@@ -763,16 +763,15 @@ func TestReassembler(t *testing.T) {
 	}
 }
 
-// TestBindReservedCountBytes: Bind.Decode documents "a non-zero reserved
-// count byte" as malformed (vlmcsd reads bytes 24–27 as one count and
-// closes the connection; kms-rpc.md §4 allows either closing or ignoring).
+// TestBindReservedCountBytes: n_context_elem is one byte and the reserved
+// bytes after it are ignored (kms-rpc.md §4 allows ignoring or closing).
 func TestBindReservedCountBytes(t *testing.T) {
 	for _, off := range []int{25, 26, 27} {
 		b := fullBind(t)
 		b[off] = 1
 		var got rpc.Bind
-		if err := got.Decode(b); err == nil {
-			t.Skipf("BUG: Bind.Decode accepts reserved count byte %d = 1 although its doc comment calls that malformed (decoded %d contexts)", off, len(got.Contexts))
+		if err := got.Decode(b); err != nil || len(got.Contexts) != 3 {
+			t.Errorf("reserved byte %d set: %d contexts, %v; want 3 and no error", off, len(got.Contexts), err)
 		}
 	}
 }

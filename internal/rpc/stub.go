@@ -118,6 +118,9 @@ func DecodeResponseStub(stub []byte, s Syntax) (ResponseStub, error) {
 	} else {
 		count = uint64(r.U32())
 	}
+	if err := r.Err(); err != nil {
+		return out, fmt.Errorf("%w: response stub: %v", ErrShortPDU, err)
+	}
 	if count != uint64(size) {
 		return out, fmt.Errorf("%w: response sizes differ (%d, %d)", ErrMalformed, size, count)
 	}

@@ -39,6 +39,8 @@ type conn struct {
 	frag     rpc.Reassembler
 	hdr      [rpc.HeaderLen]byte
 	results  []rpc.Result
+	dec      kms.Decision // reused for every request of the connection
+	ev       Event
 }
 
 func (c *conn) closeIfIdle() {
@@ -191,8 +193,8 @@ func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
 		return c.fault(req, rpc.StatusBadStubData, b.out[:0])
 	}
 	start := time.Now()
-	var d kms.Decision
-	msg, herr := c.srv.CurrentHost().Handle(b.msg[:0], payload, &d)
+	d := &c.dec
+	msg, herr := c.srv.CurrentHost().Handle(b.msg[:0], payload, d)
 	var re *kms.RefusalError
 	switch {
 	case herr == nil:
@@ -202,7 +204,7 @@ func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
 	default:
 		return nil, herr
 	}
-	c.report(&d, syn, start)
+	c.report(d, syn, start)
 	resp := rpc.Response{Flags: rpc.FlagFirst | rpc.FlagLast, CallID: req.CallID,
 		AllocHint: uint32(len(b.stub)), ContextID: req.ContextID, Stub: b.stub}
 	return resp.Encode(b.out[:0])
@@ -244,7 +246,8 @@ func (c *conn) report(d *kms.Decision, syn rpc.Syntax, start time.Time) {
 		c.logDecision(d, syn)
 	}
 	if s.Recorder != nil {
-		s.Recorder.Record(&Event{Time: now, Peer: c.peer, Syntax: syn, Decision: d, Elapsed: now.Sub(start)})
+		c.ev = Event{Time: now, Peer: c.peer, Syntax: syn, Decision: d, Elapsed: now.Sub(start)}
+		s.Recorder.Record(&c.ev)
 	}
 }
 
