@@ -30,26 +30,26 @@ type Server struct {
 	NDR64              *bool // -N; nil = the table's default (on)
 	BTFN               bool  // -B
 	EPIDs              []EPIDOverride
-	Randomization      int    // -r
-	LCID               uint16 // -C
-	HostBuild          uint32 // -H
-	Whitelist          int    // -K
-	CheckTime          bool   // -c
-	Maintain           bool   // -M
-	StartEmpty         bool   // -E
-	ActivationInterval uint32 // minutes
-	RenewalInterval    uint32 // minutes
-	IniFile            string // -i
-	KMDFile            string // -j
-	LogFile            string // -l
-	LogStdout          bool   // -e
-	Timestamps         bool   // -T
-	Verbose            bool   // -v / -q
-	Privacy            bool   // -X
-	Foreground         bool   // -D
-	PidFile            string // -p
-	User, Group        string // -u, -g
-	LogFormat          string // text or json
+	Randomization      int            // -r
+	LCID               uint16         // -C
+	HostBuild          uint32         // -H
+	Whitelist          int            // -K
+	CheckTime          bool           // -c
+	Maintain           bool           // -M
+	StartEmpty         bool           // -E
+	ActivationInterval uint32         // minutes
+	RenewalInterval    uint32         // minutes
+	IniFile            string         // -i
+	KMDFile            string         // -j
+	LogFile            string         // -l
+	LogStdout          bool           // -e
+	Timestamps         bool           // -T
+	Verbose            bool           // -v / -q
+	Privacy            bool           // -X
+	Foreground         bool           // -D
+	PidFile            string         // -p
+	User, Group        string         // -u, -g
+	LogFormat          string         // text or json
 	Allow, Deny        []netip.Prefix // --allow / --deny
 	MaxPerAddress      int            // --max-per-address, 0 = unlimited
 	Help, Version      bool
