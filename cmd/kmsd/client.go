@@ -27,7 +27,11 @@ func clientMain(args []string, asVlmcs bool) int {
 		fmt.Fprintf(os.Stderr, "kmsd client: %v\nRun 'kmsd client --help' for the options.\n", err)
 		return usageExit
 	}
-	t := products.Builtin()
+	t, _, err := loadTable(cfg.KMDFile)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kmsd client: %v\n", err)
+		return usageExit
+	}
 	switch {
 	case cfg.Help:
 		fmt.Printf("Usage: kmsd client [host[:port] | [v6addr]:port | .domain] [options]   (also: vlmcs)\n\nOptions:\n%s\n%s", config.Usage(config.ClientOptions), exitCodesHelp)

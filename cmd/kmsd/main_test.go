@@ -274,3 +274,46 @@ func TestSRVDiscoveryFailover(t *testing.T) {
 		t.Fatalf("no records: exit %d:\n%s", code, out)
 	}
 }
+
+func TestIniAndProductFiles(t *testing.T) {
+	dir := t.TempDir()
+	kmd := filepath.Join(dir, "vlmcsd.kmd")
+	if out, err := exec.Command(binary, "products", "--export", "kmd", "-o", kmd).CombinedOutput(); err != nil {
+		t.Fatalf("export: %v %s", err, out)
+	}
+	for _, format := range []string{"xml", "json"} {
+		f := filepath.Join(dir, "table."+format)
+		if out, err := exec.Command(binary, "products", "--export", format, "-o", f).CombinedOutput(); err != nil {
+			t.Fatalf("export %s: %v %s", format, err, out)
+		}
+		back, err := exec.Command(binary, "products", "-j", f, "--export", "kmd").Output()
+		want, _ := os.ReadFile(kmd)
+		if err != nil || !bytes.Equal(back, want) {
+			t.Errorf("%s does not round-trip to the same kmd (%v)", format, err)
+		}
+	}
+	port := freePort(t)
+	ini := filepath.Join(dir, "vlmcsd.ini")
+	os.WriteFile(ini, []byte(fmt.Sprintf("# test\nListen = 127.0.0.1:%d\nWindows = 03612-00206-471-111111-03-1033-17763.0000-2822018 / 01 02 03 04 05 06 07 08\nNoSuchKeyword = 1\nRenewalInterval = 3d\n", port)), 0o644)
+	_, logs := host(t, "vlmcsd", port, "-D", "-i", ini, "-j", kmd, "-e", "-v")
+	out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64", "-v")
+	if code != 0 || !strings.Contains(out, "03612-00206-471-111111-03-1033-17763.0000-2822018") ||
+		!strings.Contains(out, "0102030405060708") || !strings.Contains(out, "Renewal interval policy         : 4320") {
+		t.Errorf("answer does not follow the ini file (exit %d):\n%s", code, out)
+	}
+	if !strings.Contains(logs.String(), "vlmcsd.ini:4") || !strings.Contains(logs.String(), "unknown keyword") {
+		t.Errorf("no warning naming file:line for the bad line:\n%s", logs.String())
+	}
+	// A corrupt product file is refused with a message naming it.
+	bad := filepath.Join(dir, "bad.kmd")
+	os.WriteFile(bad, []byte("KMD\x00\x00\x00\x02\x00short"), 0o644)
+	res, err := exec.Command(binary, "serve", "-j", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(res), "bad.kmd") {
+		t.Errorf("corrupt kmd accepted or unnamed: %v %s", err, res)
+	}
+	// A missing ini file named with -i is an error.
+	res, err = exec.Command(binary, "serve", "-i", filepath.Join(dir, "missing.ini")).CombinedOutput()
+	if err == nil || !strings.Contains(string(res), "missing.ini") {
+		t.Errorf("missing ini accepted: %v %s", err, res)
+	}
+}

@@ -10,13 +10,29 @@ import (
 
 func productsMain(args []string) int {
 	asJSON := false
-	query := ""
-	for _, a := range args {
+	query, export, out, from := "", "", "", ""
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		next := func() string {
+			if i+1 < len(args) {
+				i++
+				return args[i]
+			}
+			fmt.Fprintf(os.Stderr, "kmsd products: %s needs an argument\n", a)
+			os.Exit(2)
+			return ""
+		}
 		switch a {
 		case "--json":
 			asJSON = true
+		case "--export":
+			export = next()
+		case "-o", "--output":
+			out = next()
+		case "-j", "--data":
+			from = next()
 		case "-h", "--help":
-			fmt.Println("Usage: kmsd products [filter] [--json]\n\nLists the products numbered as vlmcs -x numbers them; the filter matches\nnumbers, names, SKU IDs, KMS item names and GVLKs.")
+			fmt.Println(productsUsage)
 			return 0
 		default:
 			if query != "" {
@@ -26,7 +42,14 @@ func productsMain(args []string) int {
 			query = a
 		}
 	}
-	t := products.Builtin()
+	t, _, err := loadTable(from)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kmsd products: %v\n", err)
+		return 1
+	}
+	if export != "" {
+		return exportTable(t, export, out)
+	}
 	idx := t.Filter(query)
 	if asJSON {
 		type row struct {
@@ -68,6 +91,45 @@ func productsMain(args []string) int {
 	}
 	if len(idx) == 0 {
 		fmt.Fprintf(os.Stderr, "kmsd products: nothing matches %q\n", query)
+		return 1
+	}
+	return 0
+}
+
+const productsUsage = `Usage: kmsd products [filter] [--json] [-j FILE]
+       kmsd products --export kmd|xml|json [-o FILE] [-j FILE]
+
+Lists the products numbered as vlmcs -x numbers them; the filter matches
+numbers, names, SKU IDs, KMS item names and GVLKs. --export writes the table
+as a vlmcsd.kmd binary, a KmsDataBase.xml or kmsd's JSON form (to standard
+output unless -o is given). -j reads the table from such a file instead of
+the built-in one.`
+
+func exportTable(t *products.Table, format, out string) int {
+	var data []byte
+	var err error
+	switch format {
+	case "kmd":
+		data, err = t.EncodeKMD()
+	case "xml":
+		data, err = t.EncodeXML()
+	case "json":
+		data, err = t.EncodeJSON()
+	default:
+		fmt.Fprintf(os.Stderr, "kmsd products: --export %q: use kmd, xml or json\n", format)
+		return 2
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kmsd products: %v\n", err)
+		return 1
+	}
+	if out == "" || out == "-" {
+		_, err = os.Stdout.Write(data)
+	} else {
+		err = os.WriteFile(out, data, 0o644)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kmsd products: %v\n", err)
 		return 1
 	}
 	return 0

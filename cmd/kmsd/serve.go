@@ -26,9 +26,13 @@ import (
 )
 
 func serveMain(args []string, asVlmcsd bool) int {
-	cfg, err := loadServerConfig(args, os.Stderr)
+	cfg, table, tableNDR64, err := loadServerConfig(args, os.Stderr)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "kmsd: %v\nRun 'kmsd serve --help' for the options.\n", err)
+		fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
+		var ue *config.UsageError
+		if errors.As(err, &ue) {
+			fmt.Fprintln(os.Stderr, "Run 'kmsd serve --help' for the options.")
+		}
 		if asVlmcsd {
 			return 22
 		}
@@ -50,8 +54,7 @@ func serveMain(args []string, asVlmcsd bool) int {
 	defer logs.Close()
 	logger := logs.Logger
 	env := kms.Env{Rand: crand.Reader, Now: time.Now}
-	table := products.Builtin()
-	host, ndr64, err := buildHost(&cfg, table, env, logger)
+	host, ndr64, err := buildHost(&cfg, table, tableNDR64, env, logger)
 	if err != nil {
 		logger.Error("configuration", "err", err)
 		return 1
@@ -89,12 +92,12 @@ func serveMain(args []string, asVlmcsd bool) int {
 		defer platform.RemovePidFile(cfg.PidFile)
 	}
 	reload := func() {
-		next, err := loadServerConfig(args, io.Discard)
+		next, nextTable, nextTableNDR64, err := loadServerConfig(args, logWarnings{logger})
 		if err != nil {
 			logger.Error("reload failed; keeping the running configuration", "err", err)
 			return
 		}
-		h, nextNDR64, err := buildHost(&next, table, env, logger)
+		h, nextNDR64, err := buildHost(&next, nextTable, nextTableNDR64, env, logger)
 		if err != nil {
 			logger.Error("reload failed; keeping the running configuration", "err", err)
 			return
@@ -109,10 +112,37 @@ func serveMain(args []string, asVlmcsd bool) int {
 	return serveUntilSignal(srv, listeners, logs, reload)
 }
 
-// loadServerConfig parses the command line (and later the ini file) and
-// prints warnings to w.
-func loadServerConfig(args []string, w io.Writer) (config.Server, error) {
-	return config.ParseServer(args)
+// loadServerConfig builds the configuration from the command line and the
+// ini file, and loads the product table it names; ini warnings go to w.
+// CSVLK names in the ini file are those of the table that is loaded.
+func loadServerConfig(args []string, w io.Writer) (config.Server, *products.Table, bool, error) {
+	table := products.Builtin()
+	cfg, warns, err := config.LoadServer(args, nil, csvlkIniNames(table))
+	if err != nil {
+		return cfg, nil, false, err
+	}
+	ndr64 := true
+	if cfg.KMDFile != "" && cfg.KMDFile != "-" {
+		table, ndr64, err = loadTable(cfg.KMDFile)
+		if err != nil {
+			return cfg, nil, false, err
+		}
+		if cfg, warns, err = config.LoadServer(args, nil, csvlkIniNames(table)); err != nil {
+			return cfg, nil, false, err
+		}
+	}
+	for _, wr := range warns {
+		fmt.Fprintf(w, "Warning: %v\n", wr)
+	}
+	return cfg, table, ndr64, nil
+}
+
+// logWarnings writes ini warnings seen on reload to the log.
+type logWarnings struct{ l *slog.Logger }
+
+func (lw logWarnings) Write(p []byte) (int, error) {
+	lw.l.Warn(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
 
 func productName(t *products.Table) func(d *kms.Decision) string {
@@ -129,14 +159,14 @@ func productName(t *products.Table) func(d *kms.Decision) string {
 
 // buildHost turns the configuration into a kms.Host and decides NDR64
 // (kms-rpc.md §12).
-func buildHost(cfg *config.Server, t *products.Table, env kms.Env, logger *slog.Logger) (*kms.Host, bool, error) {
+func buildHost(cfg *config.Server, t *products.Table, tableNDR64 bool, env kms.Env, logger *slog.Logger) (*kms.Host, bool, error) {
 	h := &kms.Host{
 		Table: t,
 		Policy: kms.Policy{Whitelist: cfg.Whitelist, CheckClientTime: cfg.CheckTime,
 			ActivationInterval: cfg.ActivationInterval, RenewalInterval: cfg.RenewalInterval},
 		Env: env,
 	}
-	ndr64 := true
+	ndr64 := tableNDR64
 	if cfg.NDR64 != nil {
 		ndr64 = *cfg.NDR64
 	}
