@@ -35,6 +35,8 @@ func run(argv []string) int {
 		return clientMain(args[1:], false)
 	case "products":
 		return productsMain(args[1:])
+	case "bench":
+		return benchMain(args[1:])
 	case "version":
 		fmt.Println("kmsd", version)
 		return 0
@@ -54,6 +56,7 @@ Usage:
                                 send activation requests (vlmcs options; kmsd client --help)
   kmsd products [filter] [--json]
                                 list the product table
+  kmsd bench [TARGET] [options] load a KMS host and measure it (kmsd bench --help)
   kmsd version                  print the version
 
 Run through a link named vlmcsd or vlmcs, kmsd behaves as that program.

@@ -16,15 +16,15 @@ import (
 	"kmsd/internal/testdns"
 )
 
-var binary string
+var kmsdBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "kmsd-cmd-test")
 	if err != nil {
 		panic(err)
 	}
-	binary = filepath.Join(dir, "kmsd")
-	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	kmsdBinary = filepath.Join(dir, "kmsd")
+	out, err := exec.Command("go", "build", "-o", kmsdBinary, ".").CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "build failed: %v\n%s", err, out)
 		os.Exit(1)
@@ -44,13 +44,13 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// host starts `binary args...` and waits until port accepts connections.
+// host starts `kmsdBinary args...` and waits until port accepts connections.
 func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *bytes.Buffer) {
 	t.Helper()
-	path := binary
+	path := kmsdBinary
 	if name != "kmsd" {
 		path = filepath.Join(t.TempDir(), name)
-		if err := os.Symlink(binary, path); err != nil {
+		if err := os.Symlink(kmsdBinary, path); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -77,7 +77,7 @@ func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *byte
 
 func runClient(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"client"}, args...)...)
+	cmd := exec.Command(kmsdBinary, append([]string{"client"}, args...)...)
 	out, err := cmd.CombinedOutput()
 	code := 0
 	if ee, ok := err.(*exec.ExitError); ok {
@@ -194,10 +194,10 @@ func TestBadServeOptions(t *testing.T) {
 		{"vlmcsd", []string{"-t", "0"}, 22, "option -t"},
 	}
 	for _, tc := range cases {
-		path := binary
+		path := kmsdBinary
 		if tc.name != "kmsd" {
 			path = filepath.Join(t.TempDir(), tc.name)
-			os.Symlink(binary, path)
+			os.Symlink(kmsdBinary, path)
 		}
 		out, err := exec.Command(path, tc.args...).CombinedOutput()
 		code := 0
@@ -211,7 +211,7 @@ func TestBadServeOptions(t *testing.T) {
 }
 
 func TestProductsCommand(t *testing.T) {
-	out, err := exec.Command(binary, "products", "--json").Output()
+	out, err := exec.Command(kmsdBinary, "products", "--json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,11 +219,11 @@ func TestProductsCommand(t *testing.T) {
 	if err := json.Unmarshal(out, &rows); err != nil || len(rows) != 252 {
 		t.Fatalf("%d rows, %v", len(rows), err)
 	}
-	out, _ = exec.Command(binary, "products", "Office LTSC Professional Plus 2024").Output()
+	out, _ = exec.Command(kmsdBinary, "products", "Office LTSC Professional Plus 2024").Output()
 	if !strings.Contains(string(out), "238") || !strings.Contains(string(out), "XJ2XN-FW8RK-P4HMP-DKDBV-GCVGB") {
 		t.Errorf("filter output:\n%s", out)
 	}
-	out, _ = exec.Command(binary, "client", "-x").Output()
+	out, _ = exec.Command(kmsdBinary, "client", "-x").Output()
 	if !strings.HasPrefix(string(out), "You may use these product names or numbers:") {
 		t.Errorf("client -x output starts %q", string(out)[:40])
 	}
@@ -235,7 +235,7 @@ func TestSocketActivation(t *testing.T) {
 		t.Skip("systemd-socket-activate not installed")
 	}
 	port := freePort(t)
-	cmd := exec.Command(sa, "-l", fmt.Sprintf("127.0.0.1:%d", port), binary, "serve", "-r0")
+	cmd := exec.Command(sa, "-l", fmt.Sprintf("127.0.0.1:%d", port), kmsdBinary, "serve", "-r0")
 	var logbuf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logbuf, &logbuf
 	if err := cmd.Start(); err != nil {
@@ -278,15 +278,15 @@ func TestSRVDiscoveryFailover(t *testing.T) {
 func TestIniAndProductFiles(t *testing.T) {
 	dir := t.TempDir()
 	kmd := filepath.Join(dir, "vlmcsd.kmd")
-	if out, err := exec.Command(binary, "products", "--export", "kmd", "-o", kmd).CombinedOutput(); err != nil {
+	if out, err := exec.Command(kmsdBinary, "products", "--export", "kmd", "-o", kmd).CombinedOutput(); err != nil {
 		t.Fatalf("export: %v %s", err, out)
 	}
 	for _, format := range []string{"xml", "json"} {
 		f := filepath.Join(dir, "table."+format)
-		if out, err := exec.Command(binary, "products", "--export", format, "-o", f).CombinedOutput(); err != nil {
+		if out, err := exec.Command(kmsdBinary, "products", "--export", format, "-o", f).CombinedOutput(); err != nil {
 			t.Fatalf("export %s: %v %s", format, err, out)
 		}
-		back, err := exec.Command(binary, "products", "-j", f, "--export", "kmd").Output()
+		back, err := exec.Command(kmsdBinary, "products", "-j", f, "--export", "kmd").Output()
 		want, _ := os.ReadFile(kmd)
 		if err != nil || !bytes.Equal(back, want) {
 			t.Errorf("%s does not round-trip to the same kmd (%v)", format, err)
@@ -307,12 +307,12 @@ func TestIniAndProductFiles(t *testing.T) {
 	// A corrupt product file is refused with a message naming it.
 	bad := filepath.Join(dir, "bad.kmd")
 	os.WriteFile(bad, []byte("KMD\x00\x00\x00\x02\x00short"), 0o644)
-	res, err := exec.Command(binary, "serve", "-j", bad).CombinedOutput()
+	res, err := exec.Command(kmsdBinary, "serve", "-j", bad).CombinedOutput()
 	if err == nil || !strings.Contains(string(res), "bad.kmd") {
 		t.Errorf("corrupt kmd accepted or unnamed: %v %s", err, res)
 	}
 	// A missing ini file named with -i is an error.
-	res, err = exec.Command(binary, "serve", "-i", filepath.Join(dir, "missing.ini")).CombinedOutput()
+	res, err = exec.Command(kmsdBinary, "serve", "-i", filepath.Join(dir, "missing.ini")).CombinedOutput()
 	if err == nil || !strings.Contains(string(res), "missing.ini") {
 		t.Errorf("missing ini accepted: %v %s", err, res)
 	}

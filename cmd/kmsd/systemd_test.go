@@ -9,7 +9,7 @@ import (
 )
 
 // TestSystemdUnits checks contrib/systemd with systemd-analyze verify when
-// it is installed, pointing ExecStart at the freshly built binary.
+// it is installed, pointing ExecStart at the freshly built kmsdBinary.
 func TestSystemdUnits(t *testing.T) {
 	sa, err := exec.LookPath("systemd-analyze")
 	if err != nil {
@@ -21,7 +21,7 @@ func TestSystemdUnits(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		text := strings.ReplaceAll(string(b), "/usr/local/bin/kmsd", binary)
+		text := strings.ReplaceAll(string(b), "/usr/local/bin/kmsd", kmsdBinary)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
 			t.Fatal(err)
 		}
