@@ -245,6 +245,9 @@ func buildHost(cfg *config.Server, t *products.Table, tableNDR64 bool, env kms.E
 			io.ReadFull(env.Rand, g[:])
 			return g
 		})
+		// As on a genuine host, a client that has not renewed for 30 days
+		// no longer counts (vlmcsd never forgets).
+		h.Clients.Expiry = 30 * 24 * time.Hour
 	}
 	return h, ndr64, nil
 }

@@ -167,7 +167,7 @@ func (h *Host) check(d *Decision) error {
 	}
 	d.Count = required
 	if h.Clients != nil {
-		n, err := h.Clients.Count(d.App, b.CMID, required)
+		n, err := h.Clients.Count(d.App, b.CMID, required, h.Env.Now())
 		if err != nil {
 			return err
 		}

@@ -317,16 +317,16 @@ func TestClientListDirect(t *testing.T) {
 		cmid byte
 		want uint32
 	}{{1, 1}, {2, 2}, {1, 2}, {3, 3}, {4, 4}, {5, 4}, {6, 4}, {5, 4}, {1, 4}} {
-		n, err := l.Count(0, g(c.cmid), 2)
+		n, err := l.Count(0, g(c.cmid), 2, time.Time{})
 		if err != nil || n != c.want {
 			t.Errorf("step %d CMID %d: %d (%v), want %d", i, c.cmid, n, err, c.want)
 		}
 	}
 	// An out-of-range application counts as application 0.
-	if n, err := l.Count(7, g(9), 2); err != nil || n != 4 {
+	if n, err := l.Count(7, g(9), 2, time.Time{}); err != nil || n != 4 {
 		t.Errorf("app 7: %d (%v)", n, err)
 	}
-	if n, err := l.Count(-1, g(9), 2); err != nil || n != 4 {
+	if n, err := l.Count(-1, g(9), 2, time.Time{}); err != nil || n != 4 {
 		t.Errorf("app -1: %d (%v)", n, err)
 	}
 }
@@ -611,5 +611,32 @@ func TestVerifyResponseNilOnError(t *testing.T) {
 		if v != nil {
 			t.Skipf("BUG: V%d: VerifyResponse returns a non-nil *Verified (ePID %q) together with %v", major, v.Base.EPID, err)
 		}
+	}
+}
+
+// TestClientListExpiry: with a 30-day expiry, a client that stops renewing
+// leaves the count; one that renews stays.
+func TestClientListExpiry(t *testing.T) {
+	l := kms.NewClientList([]int{50}, true, nil)
+	l.Expiry = 30 * 24 * time.Hour
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g := func(b byte) wire.GUID { return wire.GUID{b} }
+	for i := byte(1); i <= 5; i++ {
+		l.Count(0, g(i), 50, t0)
+	}
+	// Day 20: clients 1 and 2 renew.
+	l.Count(0, g(1), 50, t0.Add(20*24*time.Hour))
+	n, _ := l.Count(0, g(2), 50, t0.Add(20*24*time.Hour))
+	if n != 5 {
+		t.Fatalf("day 20: count %d, want 5", n)
+	}
+	// Day 31: 3, 4 and 5 expired; 1 and 2 are still counted.
+	n, _ = l.Count(0, g(1), 50, t0.Add(31*24*time.Hour))
+	if n != 2 {
+		t.Fatalf("day 31: count %d, want 2", n)
+	}
+	// A returning client counts again.
+	if n, _ = l.Count(0, g(3), 50, t0.Add(32*24*time.Hour)); n != 3 {
+		t.Fatalf("client 3 back: count %d, want 3", n)
 	}
 }
