@@ -163,7 +163,8 @@ func buildHost(cfg *config.Server, t *products.Table, tableNDR64 bool, env kms.E
 	h := &kms.Host{
 		Table: t,
 		Policy: kms.Policy{Whitelist: cfg.Whitelist, CheckClientTime: cfg.CheckTime,
-			ActivationInterval: cfg.ActivationInterval, RenewalInterval: cfg.RenewalInterval},
+			ActivationInterval: cfg.ActivationInterval, RenewalInterval: cfg.RenewalInterval,
+			ClientCount: cfg.ClientCount},
 		Env: env,
 	}
 	ndr64 := tableNDR64
@@ -194,6 +195,14 @@ func buildHost(cfg *config.Server, t *products.Table, tableNDR64 bool, env kms.E
 	lcid := gen.PickLCID(env.Rand)
 	overrides := map[int]config.EPIDOverride{}
 	for _, o := range cfg.EPIDs {
+		if o.CSVLK == config.AllCSVLKs {
+			for i := range t.CSVLKs {
+				if _, named := overrides[i]; !named {
+					overrides[i] = o
+				}
+			}
+			continue
+		}
 		i := t.CSVLKByName(o.CSVLK)
 		if i < 0 {
 			return nil, false, fmt.Errorf("-a %s: no CSVLK of that name (known: %s)", o.CSVLK, csvlkNames(t))
@@ -203,6 +212,9 @@ func buildHost(cfg *config.Server, t *products.Table, tableNDR64 bool, env kms.E
 	h.Slots = make([]kms.Slot, len(t.CSVLKs))
 	for i, k := range t.CSVLKs {
 		hwid := kms.DefaultHWID
+		if cfg.HWID != nil {
+			hwid = *cfg.HWID
+		}
 		var epid, how string
 		if o, ok := overrides[i]; ok {
 			epid, how = o.EPID, "configured"

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"syscall"
 	"time"
 
 	"kmsd/internal/kms"
@@ -209,8 +210,21 @@ func (c *Client) Once(ctx context.Context, idx int) *Result {
 	var iv [16]byte
 	io.ReadFull(c.Opt.Env.Rand, iv[:])
 	res.Sent = kms.EncodeRequest(nil, &base, iv)
+	reused := c.conn.requests > 0
 	payload, hr, syn, err := c.conn.call(res.Sent, c.callID)
 	c.callID++
+	if err != nil && reused && closedErr(err) {
+		// The host closed the reused connection while we were sending
+		// (hosts that close after every answer): reconnect and resend once.
+		c.warn("host closed the RPC connection; reconnecting")
+		c.Close()
+		if err := c.connect(ctx); err != nil {
+			res.Err = err
+			return res
+		}
+		payload, hr, syn, err = c.conn.call(res.Sent, c.callID)
+		c.callID++
+	}
 	res.Syntax = syn
 	if err != nil {
 		c.Close()
@@ -229,6 +243,12 @@ func (c *Client) Once(ctx context.Context, idx int) *Result {
 	res.Response = v
 	res.Warnings = v.Warnings
 	return res
+}
+
+// closedErr reports an error that means the peer closed the connection.
+func closedErr(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // Run sends requests as vlmcs does (kms-client.md §5): exactly Requests

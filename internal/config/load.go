@@ -148,6 +148,9 @@ func (c *Server) applyINI(ini *INI, opts []parsed, csvlks []string) {
 	// ePIDs: -a wins per CSVLK; ini lines fill in the others.
 	taken := make(map[string]bool, len(c.EPIDs))
 	for _, e := range c.EPIDs {
+		if e.CSVLK == AllCSVLKs {
+			return // one ePID for every CSVLK given on the command line
+		}
 		taken[strings.ToLower(canonicalCSVLK(e.CSVLK, csvlks))] = true
 	}
 	for _, e := range ini.EPIDs {

@@ -241,3 +241,24 @@ func TestLoadServerVectorINI(t *testing.T) {
 		t.Errorf("command line lost: %+v", cfg)
 	}
 }
+
+func TestPyKMSStyleOptions(t *testing.T) {
+	cfg, err := ParseServer([]string{"-a", "03612-00206-471-111111-03-1033-17763.0000-2822018", "--hwid", "0x364F463A8863D35F", "--client-count", "26"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.EPIDs) != 1 || cfg.EPIDs[0].CSVLK != AllCSVLKs || cfg.EPIDs[0].EPID != "03612-00206-471-111111-03-1033-17763.0000-2822018" {
+		t.Errorf("EPIDs %+v", cfg.EPIDs)
+	}
+	if cfg.HWID == nil || *cfg.HWID != [8]byte{0x36, 0x4F, 0x46, 0x3A, 0x88, 0x63, 0xD3, 0x5F} {
+		t.Errorf("HWID %x", cfg.HWID)
+	}
+	if cfg.ClientCount != 26 {
+		t.Errorf("ClientCount %d", cfg.ClientCount)
+	}
+	for _, bad := range [][]string{{"--client-count", "0"}, {"--hwid", "12"}} {
+		if _, err := ParseServer(bad); err == nil {
+			t.Errorf("%v accepted", bad)
+		}
+	}
+}

@@ -52,6 +52,8 @@ type Server struct {
 	LogFormat          string         // text or json
 	Allow, Deny        []netip.Prefix // --allow / --deny
 	MaxPerAddress      int            // --max-per-address, 0 = unlimited
+	HWID               *[8]byte       // --hwid: default HWID of every CSVLK
+	ClientCount        uint32         // --client-count (py-kms -c), 0 = off
 	Help, Version      bool
 }
 
@@ -75,7 +77,9 @@ var ServerOptions = []Option{
 	{Short: 'k', Long: "keep-connection", Help: "keep connections open (undo -d)", Default: "on"},
 	{Short: 'N', Long: "ndr64", HasArg: true, ArgName: "0|1", Help: "accept NDR64", Default: "1"},
 	{Short: 'B', Long: "btfn", HasArg: true, ArgName: "0|1", Help: "acknowledge bind time feature negotiation", Default: "1"},
-	{Short: 'a', Long: "epid", HasArg: true, ArgName: "CSVLK=EPID[/HWID]", Help: "fixed ePID and HWID for a CSVLK (repeatable)"},
+	{Short: 'a', Long: "epid", HasArg: true, ArgName: "CSVLK=EPID[/HWID]", Help: "fixed ePID and HWID for a CSVLK (repeatable); without CSVLK= for every CSVLK"},
+	{Long: "hwid", HasArg: true, ArgName: "HEX16", Help: "HWID of every CSVLK without its own (py-kms -w)", Default: "3A1C049600B60076"},
+	{Long: "client-count", HasArg: true, ArgName: "N", Help: "answer counts as py-kms -c does: N+1 below N policy, C between N and 2N, 2N above", Default: "off (2N)"},
 	{Short: 'r', Long: "randomization", HasArg: true, ArgName: "0-2", Help: "ePIDs: 0 built-in, 1 random at start, 2 random per request", Default: "1"},
 	{Short: 'C', Long: "lcid", HasArg: true, ArgName: "LCID", Help: "LCID of generated ePIDs, 0 = random", Default: "0"},
 	{Short: 'H', Long: "host-build", HasArg: true, ArgName: "BUILD", Help: "host build of generated ePIDs, 0 = random", Default: "0"},
@@ -228,6 +232,14 @@ func (c *Server) apply(o *Option, v string) error {
 			} else {
 				c.Deny = append(c.Deny, p)
 			}
+		case "hwid":
+			var e EPIDOverride
+			hex := strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X")
+			e, err = parseEPIDValue("x/" + hex)
+			c.HWID = &e.HWID
+		case "client-count":
+			n, err = parseInt(v, 1, 1<<31-1)
+			c.ClientCount = uint32(n)
 		case "max-per-address":
 			n, err = parseInt(v, 0, 1<<20)
 			c.MaxPerAddress = int(n)
@@ -272,11 +284,19 @@ func normalizeListen(v, port string) (string, error) {
 	return net.JoinHostPort(host, p), nil
 }
 
-// ParseEPIDOverride parses CSVLK=ePID[/HWID] (kms-data.md §3.2).
+// AllCSVLKs is the CSVLK name of an override that applies to every CSVLK
+// not named in another one (-a EPID without a name, like py-kms -e).
+const AllCSVLKs = "*"
+
+// ParseEPIDOverride parses CSVLK=ePID[/HWID] (kms-data.md §3.2); without
+// "CSVLK=" the ePID applies to every CSVLK.
 func ParseEPIDOverride(v string) (EPIDOverride, error) {
 	name, rest, ok := strings.Cut(v, "=")
 	name = strings.TrimSpace(name)
-	if !ok || name == "" {
+	if !ok {
+		name, rest = AllCSVLKs, v
+	}
+	if name == "" {
 		return EPIDOverride{}, fmt.Errorf("expected CSVLK=EPID[/HWID]")
 	}
 	e, err := parseEPIDValue(rest)

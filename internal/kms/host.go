@@ -40,6 +40,10 @@ type Policy struct {
 	CheckClientTime    bool // vlmcsd -c
 	ActivationInterval uint32
 	RenewalInterval    uint32
+	// ClientCount, when not 0, answers counts as py-kms -c does
+	// (kms-compat.md §2.3): N+1 when it is below N, itself up to 2N, 2N
+	// above.
+	ClientCount uint32
 }
 
 // Default intervals in minutes: what the current vlmcsd sends
@@ -166,6 +170,14 @@ func (h *Host) check(d *Decision) error {
 		required = 1
 	}
 	d.Count = required
+	if c := h.Policy.ClientCount; c > 0 && b.NPolicy > 0 {
+		switch {
+		case c < b.NPolicy:
+			d.Count = b.NPolicy + 1
+		case c < required:
+			d.Count = c
+		}
+	}
 	if h.Clients != nil {
 		n, err := h.Clients.Count(d.App, b.CMID, required, h.Env.Now())
 		if err != nil {

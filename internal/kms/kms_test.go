@@ -640,3 +640,22 @@ func TestClientListExpiry(t *testing.T) {
 		t.Fatalf("client 3 back: count %d, want 3", n)
 	}
 }
+
+// TestClientCountOverride follows py-kms -c (kms-compat.md §2.3).
+func TestClientCountOverride(t *testing.T) {
+	m := newClientMaker(31)
+	for _, c := range []struct {
+		count, n, want uint32
+	}{
+		{0, 25, 50}, {3, 25, 26}, {10, 25, 26}, {26, 25, 26}, {30, 25, 30}, {100, 25, 50},
+		{3, 5, 6}, {10, 5, 10}, {26, 5, 10}, {26, 0, 1},
+	} {
+		h, _ := newHost(kms.Policy{ClientCount: c.count})
+		b := m.base(t, 64, 6)
+		b.NPolicy = c.n
+		var d kms.Decision
+		if _, err := h.Handle(nil, m.encode(&b), &d); err != nil || d.Count != c.want {
+			t.Errorf("-c %d, N %d: count %d (%v), want %d", c.count, c.n, d.Count, err, c.want)
+		}
+	}
+}
