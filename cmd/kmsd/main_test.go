@@ -317,3 +317,56 @@ func TestIniAndProductFiles(t *testing.T) {
 		t.Errorf("missing ini accepted: %v %s", err, res)
 	}
 }
+
+// TestVlmcsdDetaches: run as vlmcsd without -D, the command returns once
+// the detached host listens; the pid file names the detached process.
+func TestVlmcsdDetaches(t *testing.T) {
+	port := freePort(t)
+	dir := t.TempDir()
+	link := filepath.Join(dir, "vlmcsd")
+	os.Symlink(kmsdBinary, link)
+	pid := filepath.Join(dir, "vlmcsd.pid")
+	out, err := exec.Command(link, "-L", fmt.Sprintf("127.0.0.1:%d", port), "-p", pid).CombinedOutput()
+	if err != nil {
+		t.Fatalf("vlmcsd: %v %s", err, out)
+	}
+	b, err := os.ReadFile(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p int
+	fmt.Sscan(string(b), &p)
+	defer syscall.Kill(p, syscall.SIGTERM)
+	if out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64"); code != 0 {
+		t.Fatalf("detached host did not answer: %d %s", code, out)
+	}
+	// A start-up failure of the detached process is reported by the parent.
+	res, err := exec.Command(link, "-L", fmt.Sprintf("127.0.0.1:%d", port)).CombinedOutput()
+	if err == nil || !strings.Contains(string(res), "cannot listen") {
+		t.Errorf("second host on the same port: %v %s", err, res)
+	}
+}
+
+// TestPrivilegeDrop runs as root only: the host binds, then runs as nobody.
+func TestPrivilegeDrop(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root")
+	}
+	port := freePort(t)
+	cmd, _ := host(t, "kmsd", port, "-L", fmt.Sprintf("127.0.0.1:%d", port), "-u", "nobody")
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "Uid:") {
+			f := strings.Fields(l)
+			if f[1] == "0" || f[2] == "0" {
+				t.Errorf("still root: %s", l)
+			}
+		}
+	}
+	if out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64"); code != 0 {
+		t.Errorf("after dropping privileges: %d %s", code, out)
+	}
+}

@@ -46,10 +46,28 @@ func serveMain(args []string, asVlmcsd bool) int {
 		fmt.Println("kmsd", version)
 		return 0
 	}
+	// Run as vlmcsd without -D, detach like vlmcsd does; the parent exits
+	// once the detached host reports that it is listening.
+	ready := func(error) {}
+	if asVlmcsd && !cfg.Foreground {
+		detached, childReady, err := platform.Daemonize()
+		if detached || err != nil {
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
+				return 1
+			}
+			return 0
+		}
+		ready = childReady
+	}
+	fail := func(err error) int {
+		ready(err)
+		return 1
+	}
 	logs, err := newLogSetup(&cfg)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
-		return 1
+		return fail(err)
 	}
 	defer logs.Close()
 	logger := logs.Logger
@@ -57,7 +75,7 @@ func serveMain(args []string, asVlmcsd bool) int {
 	host, ndr64, err := buildHost(&cfg, table, tableNDR64, env, logger)
 	if err != nil {
 		logger.Error("configuration", "err", err)
-		return 1
+		return fail(err)
 	}
 	srv := &server.Server{
 		Host:        host,
@@ -76,21 +94,22 @@ func serveMain(args []string, asVlmcsd bool) int {
 	listeners, err := listen(&cfg, logger)
 	if err != nil {
 		logger.Error("cannot listen", "err", err)
-		return 1
+		return fail(fmt.Errorf("cannot listen: %w", err))
 	}
 	if err := platform.DropPrivileges(cfg.User, cfg.Group); err != nil {
 		logger.Error("cannot drop privileges", "user", cfg.User, "group", cfg.Group, "err", err)
 		closeAll(listeners)
-		return 1
+		return fail(fmt.Errorf("cannot drop privileges: %w", err))
 	}
 	if cfg.PidFile != "" {
 		if err := platform.WritePidFile(cfg.PidFile); err != nil {
 			logger.Error("cannot write pid file", "file", cfg.PidFile, "err", err)
 			closeAll(listeners)
-			return 1
+			return fail(fmt.Errorf("cannot write pid file: %w", err))
 		}
 		defer platform.RemovePidFile(cfg.PidFile)
 	}
+	ready(nil)
 	reload := func() {
 		next, nextTable, nextTableNDR64, err := loadServerConfig(args, logWarnings{logger})
 		if err != nil {

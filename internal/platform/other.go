@@ -14,3 +14,8 @@ func DropPrivileges(userName, groupName string) error {
 
 // SystemdListeners never finds listeners on this system.
 func SystemdListeners() ([]net.Listener, error) { return nil, nil }
+
+// Daemonize is not available here; the program stays in the foreground.
+func Daemonize() (detached bool, ready func(error), err error) {
+	return false, func(error) {}, nil
+}
