@@ -104,7 +104,7 @@ var ServerOptions = []Option{
 	{Short: 'g', Long: "group", HasArg: true, ArgName: "GROUP", Help: "drop to GROUP after binding"},
 	{Long: "allow", HasArg: true, ArgName: "CIDR", Help: "accept clients only from these networks (repeatable)", Default: "everyone"},
 	{Long: "deny", HasArg: true, ArgName: "CIDR", Help: "refuse clients from these networks (repeatable; wins over --allow)"},
-	{Long: "max-per-address", HasArg: true, ArgName: "N", Help: "simultaneous connections from one address, 0 = unlimited", Default: "64"},
+	{Long: "max-per-address", HasArg: true, ArgName: "N", Help: "simultaneous connections from one address, 0 = unlimited", Default: "256"},
 	{Long: "log-format", HasArg: true, ArgName: "text|json", Help: "log line format", Default: "text"},
 	{Short: 'V', Long: "version", Help: "print the version"},
 	{Short: 'h', Long: "help", Help: "print this help"},
@@ -364,7 +364,7 @@ func (c *Server) ListenAddrs() (addrs []string, defaults bool) {
 
 // DefaultMaxPerAddress is the default cap on simultaneous connections
 // from one client address.
-const DefaultMaxPerAddress = 64
+const DefaultMaxPerAddress = 256
 
 // ParsePrefix parses a CIDR, or a single address as a /32 or /128.
 func ParsePrefix(v string) (netip.Prefix, error) {
