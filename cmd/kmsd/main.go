@@ -35,6 +35,10 @@ func run(argv []string) int {
 		return clientMain(args[1:], false)
 	case "products":
 		return productsMain(args[1:])
+	case "clients":
+		return clientsMain(args[1:])
+	case "stats":
+		return statsMain(args[1:])
 	case "bench":
 		return benchMain(args[1:])
 	case "version":
@@ -57,6 +61,10 @@ Usage:
   kmsd products [filter] [--json]
                                 list the product table
   kmsd bench [TARGET] [options] load a KMS host and measure it (kmsd bench --help)
+  kmsd clients [--db DSN] [--json] [--search S] [--since AGE]
+                                the client inventory, like slmgr /dli on a real host
+  kmsd stats [--db DSN] [--json]
+                                activation counts per KMS ID
   kmsd version                  print the version
 
 Run through a link named vlmcsd or vlmcs, kmsd behaves as that program.

@@ -1,3 +1,5 @@
+//go:build unix
+
 package main
 
 import (
@@ -9,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,7 +48,25 @@ func freePort(t *testing.T) int {
 }
 
 // host starts `kmsdBinary args...` and waits until port accepts connections.
-func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *bytes.Buffer) {
+// syncBuffer is a bytes.Buffer safe for the writing process and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	path := kmsdBinary
 	if name != "kmsd" {
@@ -54,7 +75,7 @@ func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *byte
 			t.Fatal(err)
 		}
 	}
-	var logbuf bytes.Buffer
+	var logbuf syncBuffer
 	cmd := exec.Command(path, args...)
 	cmd.Stderr, cmd.Stdout = &logbuf, &logbuf
 	if err := cmd.Start(); err != nil {

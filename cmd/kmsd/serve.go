@@ -91,10 +91,21 @@ func serveMain(args []string, asVlmcsd bool) int {
 	if pp := (server.PeerPolicy{Allow: cfg.Allow, Deny: cfg.Deny, PrivateOnly: cfg.PublicIPLevel&2 != 0}); pp.Active() {
 		srv.AllowPeer = pp.Allowed
 	}
+	rec, err := startRecords(&cfg, asVlmcsd, table, srv, logger)
+	if err != nil {
+		logger.Error("activation records", "err", err)
+		return fail(err)
+	}
+	defer rec.close()
 	listeners, err := listen(&cfg, logger)
 	if err != nil {
 		logger.Error("cannot listen", "err", err)
 		return fail(fmt.Errorf("cannot listen: %w", err))
+	}
+	if err := rec.startWeb(&cfg, table, srv, listeners, logger); err != nil {
+		logger.Error("dashboard", "err", err)
+		closeAll(listeners)
+		return fail(err)
 	}
 	if err := platform.DropPrivileges(cfg.User, cfg.Group); err != nil {
 		logger.Error("cannot drop privileges", "user", cfg.User, "group", cfg.Group, "err", err)

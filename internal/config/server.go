@@ -54,6 +54,10 @@ type Server struct {
 	MaxPerAddress      int            // --max-per-address, 0 = unlimited
 	HWID               *[8]byte       // --hwid: default HWID of every CSVLK
 	ClientCount        uint32         // --client-count (py-kms -c), 0 = off
+	DB                 string         // --db: "", "memory", "sqlite:PATH", PATH, "none"
+	Retention          time.Duration  // --retention
+	HTTP               string         // --http ADDR, "" = off
+	HTTPAuth           string         // --http-auth (or $KMSD_HTTP_AUTH)
 	Help, Version      bool
 }
 
@@ -61,7 +65,7 @@ type Server struct {
 func DefaultServer() Server {
 	return Server{Port: "1688", Timeout: 30 * time.Second, BTFN: true, Randomization: 1,
 		ActivationInterval: 1440, RenewalInterval: 20160, Timestamps: true, LogFormat: "text",
-		MaxPerAddress: DefaultMaxPerAddress}
+		MaxPerAddress: DefaultMaxPerAddress, Retention: 90 * 24 * time.Hour}
 }
 
 // ServerOptions lists every host option with its vlmcsd letter.
@@ -105,6 +109,10 @@ var ServerOptions = []Option{
 	{Long: "allow", HasArg: true, ArgName: "CIDR", Help: "accept clients only from these networks (repeatable)", Default: "everyone"},
 	{Long: "deny", HasArg: true, ArgName: "CIDR", Help: "refuse clients from these networks (repeatable; wins over --allow)"},
 	{Long: "max-per-address", HasArg: true, ArgName: "N", Help: "simultaneous connections from one address, 0 = unlimited", Default: "256"},
+	{Long: "db", HasArg: true, ArgName: "DSN", Help: "activation records: sqlite:PATH or PATH, memory, or none", Default: "sqlite in the state directory (memory when run as vlmcsd)"},
+	{Long: "retention", HasArg: true, ArgName: "AGE", Help: "keep activation records this long (e.g. 90d, 12h)", Default: "90d"},
+	{Long: "http", HasArg: true, ArgName: "ADDR", Help: "serve the dashboard, /metrics, /healthz and /readyz on ADDR", Default: "off"},
+	{Long: "http-auth", HasArg: true, ArgName: "TOKEN", Help: "password or bearer token for the dashboard (required off loopback; also $KMSD_HTTP_AUTH)"},
 	{Long: "log-format", HasArg: true, ArgName: "text|json", Help: "log line format", Default: "text"},
 	{Short: 'V', Long: "version", Help: "print the version"},
 	{Short: 'h', Long: "help", Help: "print this help"},
@@ -233,6 +241,14 @@ func (c *Server) apply(o *Option, v string) error {
 			} else {
 				c.Deny = append(c.Deny, p)
 			}
+		case "db":
+			c.DB = v
+		case "retention":
+			c.Retention, err = ParseAge(v)
+		case "http":
+			c.HTTP = v
+		case "http-auth":
+			c.HTTPAuth = v
 		case "hwid":
 			var e EPIDOverride
 			hex := strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X")
@@ -360,6 +376,30 @@ func (c *Server) ListenAddrs() (addrs []string, defaults bool) {
 		return c.Listen, false
 	}
 	return []string{net.JoinHostPort("0.0.0.0", c.Port), net.JoinHostPort("::", c.Port)}, true
+}
+
+// ParseAge parses a duration with an optional d (days) or w (weeks) unit
+// besides Go's h, m and s: "90d", "2w", "36h".
+func ParseAge(v string) (time.Duration, error) {
+	mult := time.Duration(0)
+	switch {
+	case strings.HasSuffix(v, "d"):
+		mult = 24 * time.Hour
+	case strings.HasSuffix(v, "w"):
+		mult = 7 * 24 * time.Hour
+	}
+	if mult != 0 {
+		n, err := parseInt(v[:len(v)-1], 1, 100000)
+		if err != nil {
+			return 0, err
+		}
+		return time.Duration(n) * mult, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%q is not a positive age (e.g. 90d, 2w, 36h)", v)
+	}
+	return d, nil
 }
 
 // DefaultMaxPerAddress is the default cap on simultaneous connections

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"kmsd/internal/config"
+	"kmsd/internal/kms"
+	"kmsd/internal/metrics"
+	"kmsd/internal/products"
+	"kmsd/internal/server"
+	"kmsd/internal/store"
+	"kmsd/internal/store/memory"
+	"kmsd/internal/web"
+)
+
+// records owns the parts around the host: the store and its queue, the
+// metrics, the retention loop and the dashboard.
+type records struct {
+	store    store.Store
+	queue    *store.Queue
+	metrics  *metrics.Set
+	stop     chan struct{}
+	webClose func(context.Context) error
+	logger   *slog.Logger
+}
+
+// recorders fans one event out to several recorders. The dashboard's own
+// health-check activations (a fixed CMID) are not recorded, so they never
+// show up in counts, records or metrics.
+type recorders []server.Recorder
+
+func (rs recorders) Record(e *server.Event) {
+	if e.Decision.Decrypted && e.Decision.Request.Base.CMID == healthCMID {
+		return
+	}
+	for _, r := range rs {
+		r.Record(e)
+	}
+}
+
+// startRecords opens the activation store (falling back to memory with a
+// warning when the database cannot be opened), starts its queue and the
+// metrics, and installs them as the server's recorder.
+func startRecords(cfg *config.Server, asVlmcsd bool, t *products.Table, srv *server.Server, logger *slog.Logger) (*records, error) {
+	r := &records{metrics: metrics.New(version, t), stop: make(chan struct{}), logger: logger}
+	dsn := cfg.DB
+	if dsn == "" && asVlmcsd {
+		dsn = "memory" // a vlmcsd drop-in writes no files unless asked
+	}
+	switch dsn {
+	case "none":
+		srv.Recorder = recorders{r.metrics}
+		r.metrics.WatchServer(&srv.Stats)
+		return r, nil
+	default:
+		st, err := openStore(dsn)
+		if err != nil {
+			if cfg.DB != "" {
+				return nil, fmt.Errorf("--db %s: %w", cfg.DB, err)
+			}
+			logger.Warn("cannot open the activation database; keeping records in memory", "path", dbPath(dsn), "err", err)
+			st, dsn = memory.New(0), "memory"
+		}
+		r.store = st
+	}
+	logger.Info("activation records", "db", describeDB(dsn), "retention", cfg.Retention.String())
+	r.queue = store.NewQueue(r.store, 0, 0, 0, logger)
+	host, _ := os.Hostname()
+	srv.Recorder = recorders{r.metrics, newStoreRecorder(r.queue, t, host, func() kms.Policy { return srv.CurrentHost().Policy })}
+	r.metrics.WatchServer(&srv.Stats)
+	r.metrics.WatchStore(r.queue.Depth, r.queue.Dropped, r.queue.Errors)
+	go r.prune(cfg.Retention)
+	return r, nil
+}
+
+func describeDB(dsn string) string {
+	if dsn == "memory" {
+		return "memory"
+	}
+	return "sqlite:" + dbPath(dsn)
+}
+
+// prune removes records past the retention once at start and then hourly.
+func (r *records) prune(retention time.Duration) {
+	tick := time.NewTicker(time.Hour)
+	defer tick.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		if n, err := r.store.Prune(ctx, time.Now().Add(-retention)); err != nil {
+			r.logger.Warn("pruning old activation records failed", "err", err)
+		} else if n > 0 {
+			r.logger.Info("pruned old activation records", "records", n)
+		}
+		cancel()
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// startWeb serves the dashboard when --http is given.
+func (r *records) startWeb(cfg *config.Server, t *products.Table, srv *server.Server, ls []net.Listener, logger *slog.Logger) error {
+	if cfg.HTTP == "" {
+		return nil
+	}
+	auth := cfg.HTTPAuth
+	if auth == "" {
+		auth = os.Getenv("KMSD_HTTP_AUTH")
+	}
+	hostAddr := ls[0].Addr().String()
+	ws := &web.Server{Store: r.store, Table: t, Metrics: r.metrics, Auth: auth, HostAddr: hostAddr,
+		Health: healthCheck(hostAddr), Logger: logger}
+	if r.store == nil {
+		ws.Store = memory.New(1)
+	}
+	watchForDashboard(r.metrics, ws, srv)
+	closeFn, err := startWeb(cfg.HTTP, auth, ws, logger)
+	if err != nil {
+		return err
+	}
+	r.webClose = closeFn
+	return nil
+}
+
+// close stops the dashboard and flushes the queue (SIGTERM loses nothing).
+func (r *records) close() {
+	close(r.stop)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if r.webClose != nil {
+		r.webClose(ctx)
+	}
+	if r.queue != nil {
+		if err := r.queue.Close(ctx); err != nil {
+			r.logger.Error("flushing activation records", "err", err)
+		}
+	} else if r.store != nil {
+		r.store.Close()
+	}
+}
