@@ -16,15 +16,18 @@ build:
 # short run of every fuzz target.
 test: deps lint unit fuzz-smoke
 
-# Debian packages the tests use: dnsmasq (a real DNS server for SRV tests).
-# Installed when missing and running as root; otherwise those tests skip
-# (in CI, where CI=true, they fail instead of skipping).
+# Debian packages the tests use: dnsmasq (a real DNS server for the SRV
+# tests) and chromium (the dashboard's browser test). Installed when
+# missing and running as root; otherwise those tests skip (in CI, where
+# CI=true, they fail instead of skipping).
+DEB_DEPS = $(if $(shell command -v dnsmasq || ls /usr/sbin/dnsmasq 2>/dev/null),,dnsmasq-base) \
+           $(if $(shell command -v chromium 2>/dev/null),,chromium)
 deps:
-	@if ! command -v dnsmasq >/dev/null 2>&1 && [ ! -x /usr/sbin/dnsmasq ]; then \
+	@if [ -n "$(strip $(DEB_DEPS))" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing dnsmasq-base"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dnsmasq-base >/dev/null; \
-	  else echo "dnsmasq missing: DNS tests will be skipped (apt-get install dnsmasq-base)"; fi; \
+	    echo "installing $(strip $(DEB_DEPS))"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_DEPS) >/dev/null; \
+	  else echo "missing $(strip $(DEB_DEPS)): those tests will be skipped"; fi; \
 	fi
 
 lint:
@@ -34,7 +37,8 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 unit:
-	KMSD_REQUIRE_DNS=$${CI:-} $(GO) test -race -count=1 -timeout 20m ./...
+	KMSD_REQUIRE_DNS=$${CI:-} KMSD_REQUIRE_BROWSER=$${CI:-} KMSD_TEST_OUTPUT=$(CURDIR)/test-output \
+	  $(GO) test -race -count=1 -timeout 20m ./...
 
 # Every Fuzz* function of every package, each for $(FUZZTIME).
 fuzz-smoke:
