@@ -39,6 +39,7 @@ type conn struct {
 	frag     rpc.Reassembler
 	hdr      [rpc.HeaderLen]byte
 	results  []rpc.Result
+	faults   int
 	dec      kms.Decision // reused for every request of the connection
 	ev       Event
 }
@@ -92,7 +93,7 @@ func (c *conn) handle(h rpc.Header, b *buffers) error {
 	pdu := b.in[:h.FragLength]
 	copy(pdu, c.hdr[:])
 	if _, err := io.ReadFull(c.nc, pdu[rpc.HeaderLen:]); err != nil {
-		return fmt.Errorf("%w: %d-byte PDU: %v", rpc.ErrShortPDU, h.FragLength, err)
+		return fmt.Errorf("%w: %d-byte PDU: %w", rpc.ErrShortPDU, h.FragLength, err)
 	}
 	var out []byte
 	var err error
@@ -139,7 +140,16 @@ func (c *conn) bind(pdu, out []byte) ([]byte, error) {
 	if !b.Alter {
 		ack.SecAddr = strconv.Itoa(localPort(c.nc))
 	}
-	return ack.Encode(out)
+	out, err := ack.Encode(out)
+	if err != nil {
+		return nil, err
+	}
+	// The answer must fit the client's receive limit (and ours): a bind of
+	// many empty elements can ask for more than that.
+	if limit := min(int(b.MaxRecvFrag), rpc.MaxPDU); len(out) > limit {
+		return nil, &rpc.LimitError{Limit: "bind answer size", Max: limit, Got: len(out)}
+	}
+	return out, nil
 }
 
 func (c *conn) setContext(a rpc.Accepted) error {
@@ -211,8 +221,14 @@ func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
 }
 
 func (c *conn) fault(req *rpc.Request, status uint32, out []byte) ([]byte, error) {
-	c.srv.Logger.Info("fault", "peer", c.peerText(), "call", req.CallID, "context", req.ContextID,
-		"status", fmt.Sprintf("0x%08X", status))
+	// The first fault of a connection is logged at info, later ones at
+	// debug, so a client looping on bad requests cannot flood the log.
+	level := slog.LevelInfo
+	if c.faults++; c.faults > 1 {
+		level = slog.LevelDebug
+	}
+	c.srv.Logger.Log(context.Background(), level, "fault", "peer", c.peerText(), "call", req.CallID,
+		"context", req.ContextID, "status", fmt.Sprintf("0x%08X", status), "faults", c.faults)
 	f := rpc.Fault{CallID: req.CallID, Status: status}
 	return f.Encode(out)
 }
