@@ -59,17 +59,7 @@ func clientMain(args []string, asVlmcs bool) int {
 		}
 		prod = i
 	}
-	env := kms.Env{Rand: crand.Reader, Now: time.Now}
-	opt := client.DefaultOptions(t, env)
-	opt.Product = prod
-	opt.AppID, opt.SKUID, opt.KMSID, opt.NPolicy = cfg.AppID, cfg.SKUID, cfg.KMSID, cfg.NPolicy
-	if cfg.VersionSet {
-		opt.Version = &kms.Version{Major: cfg.Major, Minor: cfg.Minor}
-	}
-	opt.VM, opt.LicenseStatus, opt.BindingExpiration = cfg.VM, cfg.LicenseStatus, cfg.BindingExpiration
-	opt.CMID, opt.CMIDPrev, opt.Workstation, opt.NetBIOS = cfg.CMID, cfg.CMIDPrev, cfg.Workstation, cfg.NetBIOS
-	opt.Requests, opt.NewConnPerRequest = cfg.Requests, cfg.NewConnPerRequest
-	opt.NDR64, opt.BTFN, opt.Multiplex, opt.Timeout = cfg.NDR64, cfg.BTFN, !cfg.NoMultiplex, cfg.Timeout
+	opt := clientOptions(&cfg, t, prod, kms.Env{Rand: crand.Reader, Now: time.Now})
 
 	ctx := context.Background()
 	addrs, err := targets(ctx, &cfg)
@@ -227,3 +217,18 @@ const clientExamples = `Examples:
 `
 
 var _ io.Writer = os.Stdout
+
+// clientOptions turns the parsed command line into the client's options.
+func clientOptions(cfg *config.Client, t *products.Table, prod int, env kms.Env) client.Options {
+	opt := client.DefaultOptions(t, env)
+	opt.Product = prod
+	opt.AppID, opt.SKUID, opt.KMSID, opt.NPolicy = cfg.AppID, cfg.SKUID, cfg.KMSID, cfg.NPolicy
+	if cfg.VersionSet {
+		opt.Version = &kms.Version{Major: cfg.Major, Minor: cfg.Minor}
+	}
+	opt.VM, opt.LicenseStatus, opt.BindingExpiration = cfg.VM, cfg.LicenseStatus, cfg.BindingExpiration
+	opt.CMID, opt.CMIDPrev, opt.Workstation, opt.NetBIOS = cfg.CMID, cfg.CMIDPrev, cfg.Workstation, cfg.NetBIOS
+	opt.Requests, opt.NewConnPerRequest = cfg.Requests, cfg.NewConnPerRequest
+	opt.NDR64, opt.BTFN, opt.Multiplex, opt.Timeout = cfg.NDR64, cfg.BTFN, !cfg.NoMultiplex, cfg.Timeout
+	return opt
+}
