@@ -230,5 +230,8 @@ func clientOptions(cfg *config.Client, t *products.Table, prod int, env kms.Env)
 	opt.CMID, opt.CMIDPrev, opt.Workstation, opt.NetBIOS = cfg.CMID, cfg.CMIDPrev, cfg.Workstation, cfg.NetBIOS
 	opt.Requests, opt.NewConnPerRequest = cfg.Requests, cfg.NewConnPerRequest
 	opt.NDR64, opt.BTFN, opt.Multiplex, opt.Timeout = cfg.NDR64, cfg.BTFN, !cfg.NoMultiplex, cfg.Timeout
+	if cfg.IPVersion != 0 {
+		opt.Network = fmt.Sprintf("tcp%d", cfg.IPVersion)
+	}
 	return opt
 }

@@ -36,6 +36,7 @@ type Options struct {
 	NDR64, BTFN         bool         // -N, -B (offer)
 	Multiplex           bool         // not -p
 	Timeout             time.Duration
+	Network             string // "tcp4" or "tcp6" restricts name resolution (-i); "" = any
 	Env                 kms.Env
 }
 
@@ -149,7 +150,7 @@ func (c *Client) warn(msg string) {
 }
 
 func (c *Client) connect(ctx context.Context) error {
-	nc, err := dial(ctx, c.Addr, c.Opt.Timeout)
+	nc, err := dial(ctx, c.Opt.Network, c.Addr, c.Opt.Timeout)
 	if err != nil {
 		return err
 	}

@@ -34,9 +34,14 @@ type bindOptions struct {
 	NDR64, BTFN, Multiplex bool
 }
 
-func dial(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+// dial connects to addr; network is "tcp", "tcp4" or "tcp6" (vlmcs -i).
+// Every address a name resolves to is tried in turn.
+func dial(ctx context.Context, network, addr string, timeout time.Duration) (net.Conn, error) {
+	if network == "" {
+		network = "tcp"
+	}
 	d := net.Dialer{Timeout: timeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrConnect, addr, err)
 	}
