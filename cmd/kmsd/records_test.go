@@ -237,7 +237,7 @@ func TestClientsErrors(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"--db", missing}, 1, "no activation database"},
-		{[]string{"--db", "postgres://localhost/kmsd"}, 1, "postgres store not built yet"},
+		{[]string{"--db", "postgres://127.0.0.1:1/kmsd"}, 1, "postgres: connecting to 127.0.0.1:1: connection refused"},
 		{[]string{"--since", "soon"}, 2, "invalid duration"},
 		{[]string{"--order", "size"}, 2, "unknown client order"},
 		{[]string{"--bogus"}, 2, "flag provided but not defined"},

@@ -120,6 +120,17 @@ func serveMain(args []string, asVlmcsd bool) int {
 		}
 		defer platform.RemovePidFile(cfg.PidFile)
 	}
+	if p := cfg.Publish; len(p.Domains) > 0 || p.Server != "" || p.TSIG != "" || p.TSIGFile != "" {
+		port := uint16(listeners[0].Addr().(*net.TCPAddr).Port)
+		stopPub, err := startPublisher(publishOptions{Domains: p.Domains, Server: p.Server, Target: p.Name, TTL: p.TTL,
+			Priority: p.Priority, Weight: p.Weight, TSIG: p.TSIG, TSIGFile: p.TSIGFile}, port, logger)
+		if err != nil {
+			logger.Error("DNS publishing", "err", err)
+			closeAll(listeners)
+			return fail(fmt.Errorf("DNS publishing: %w", err))
+		}
+		defer stopPub()
+	}
 	ready(nil)
 	reload := func() {
 		next, nextTable, nextTableNDR64, err := loadServerConfig(args, logWarnings{logger})

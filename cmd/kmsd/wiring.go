@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"kmsd/internal/config"
@@ -15,6 +16,7 @@ import (
 	"kmsd/internal/server"
 	"kmsd/internal/store"
 	"kmsd/internal/store/memory"
+	"kmsd/internal/store/postgres"
 	"kmsd/internal/web"
 )
 
@@ -59,9 +61,17 @@ func startRecords(cfg *config.Server, asVlmcsd bool, t *products.Table, srv *ser
 		return r, nil
 	default:
 		st, err := openStore(dsn)
+		if err != nil && isPostgres(dsn) {
+			// The host starts and answers anyway; records wait in the
+			// queue until the database can be reached.
+			logger.Error("activation database unavailable; the host answers and keeps retrying",
+				"db", describeDB(dsn), "err", err)
+			st = newLazyStore(func(ctx context.Context) (store.Store, error) { return openStore(dsn) }, describeDB(dsn), logger)
+			err = nil
+		}
 		if err != nil {
 			if cfg.DB != "" {
-				return nil, fmt.Errorf("--db %s: %w", cfg.DB, err)
+				return nil, fmt.Errorf("--db %s: %w", describeDB(dsn), err)
 			}
 			logger.Warn("cannot open the activation database; keeping records in memory", "path", dbPath(dsn), "err", err)
 			st, dsn = memory.New(0), "memory"
@@ -78,11 +88,19 @@ func startRecords(cfg *config.Server, asVlmcsd bool, t *products.Table, srv *ser
 	return r, nil
 }
 
+// describeDB names the database for messages, without its password.
 func describeDB(dsn string) string {
-	if dsn == "memory" {
+	switch {
+	case dsn == "memory":
 		return "memory"
+	case isPostgres(dsn):
+		return postgres.Redact(dsn)
 	}
 	return "sqlite:" + dbPath(dsn)
+}
+
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
 
 // prune removes records past the retention once at start and then hourly.

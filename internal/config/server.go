@@ -17,6 +17,16 @@ type EPIDOverride struct {
 	HasHWID bool
 }
 
+// Publish configures DNS SRV publishing (RFC 2136 with TSIG).
+type Publish struct {
+	Domains          []string
+	Server           string
+	Name             string
+	TTL              time.Duration
+	Priority, Weight uint16
+	TSIG, TSIGFile   string
+}
+
 // Server is the whole host configuration, built once by ParseServer.
 type Server struct {
 	Listen             []string // host:port; empty means the defaults
@@ -58,6 +68,7 @@ type Server struct {
 	Retention          time.Duration  // --retention
 	HTTP               string         // --http ADDR, "" = off
 	HTTPAuth           string         // --http-auth (or $KMSD_HTTP_AUTH)
+	Publish            Publish        // --publish-*
 	Help, Version      bool
 }
 
@@ -109,10 +120,18 @@ var ServerOptions = []Option{
 	{Long: "allow", HasArg: true, ArgName: "CIDR", Help: "accept clients only from these networks (repeatable)", Default: "everyone"},
 	{Long: "deny", HasArg: true, ArgName: "CIDR", Help: "refuse clients from these networks (repeatable; wins over --allow)"},
 	{Long: "max-per-address", HasArg: true, ArgName: "N", Help: "simultaneous connections from one address, 0 = unlimited", Default: "256"},
-	{Long: "db", HasArg: true, ArgName: "DSN", Help: "activation records: sqlite:PATH or PATH, memory, or none", Default: "sqlite in the state directory (memory when run as vlmcsd)"},
+	{Long: "db", HasArg: true, ArgName: "DSN", Help: "activation records: sqlite:PATH or PATH, memory, postgres://USER:PASS@HOST/DB, or none", Default: "sqlite in the state directory (memory when run as vlmcsd)"},
 	{Long: "retention", HasArg: true, ArgName: "AGE", Help: "keep activation records this long (e.g. 90d, 12h)", Default: "90d"},
 	{Long: "http", HasArg: true, ArgName: "ADDR", Help: "serve the dashboard, /metrics, /healthz and /readyz on ADDR", Default: "off"},
 	{Long: "http-auth", HasArg: true, ArgName: "TOKEN", Help: "password or bearer token for the dashboard (required off loopback; also $KMSD_HTTP_AUTH)"},
+	{Long: "publish-domain", HasArg: true, ArgName: "DOMAIN", Help: "publish _vlmcs._tcp.DOMAIN SRV by RFC 2136 dynamic update (repeatable)", Default: "off"},
+	{Long: "publish-server", HasArg: true, ArgName: "HOST[:PORT]", Help: "DNS server to update", Default: "the zone's primary (SOA)"},
+	{Long: "publish-name", HasArg: true, ArgName: "FQDN", Help: "host name in the SRV record", Default: "this machine's name"},
+	{Long: "publish-ttl", HasArg: true, ArgName: "AGE", Help: "TTL of the record; refreshed every TTL/2", Default: "1h"},
+	{Long: "publish-priority", HasArg: true, ArgName: "N", Help: "SRV priority", Default: "0"},
+	{Long: "publish-weight", HasArg: true, ArgName: "N", Help: "SRV weight", Default: "0"},
+	{Long: "publish-tsig", HasArg: true, ArgName: "[ALG:]NAME:SECRET", Help: "TSIG key for the updates"},
+	{Long: "publish-tsig-file", HasArg: true, ArgName: "FILE", Help: "TSIG key file (bind tsig-keygen or knot keymgr format)"},
 	{Long: "log-format", HasArg: true, ArgName: "text|json", Help: "log line format", Default: "text"},
 	{Short: 'V', Long: "version", Help: "print the version"},
 	{Short: 'h', Long: "help", Help: "print this help"},
@@ -249,6 +268,25 @@ func (c *Server) apply(o *Option, v string) error {
 			c.HTTP = v
 		case "http-auth":
 			c.HTTPAuth = v
+		case "publish-domain":
+			c.Publish.Domains = append(c.Publish.Domains, v)
+		case "publish-server":
+			c.Publish.Server = v
+		case "publish-name":
+			c.Publish.Name = v
+		case "publish-ttl":
+			c.Publish.TTL, err = ParseAge(v)
+		case "publish-priority", "publish-weight":
+			n, err = parseInt(v, 0, 65535)
+			if o.Long == "publish-priority" {
+				c.Publish.Priority = uint16(n)
+			} else {
+				c.Publish.Weight = uint16(n)
+			}
+		case "publish-tsig":
+			c.Publish.TSIG = v
+		case "publish-tsig-file":
+			c.Publish.TSIGFile = v
 		case "hwid":
 			var e EPIDOverride
 			hex := strings.TrimPrefix(strings.TrimPrefix(v, "0x"), "0X")

@@ -5,7 +5,7 @@ package testdns
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -31,7 +31,7 @@ func Start(t testing.TB, records ...string) string {
 		}
 	}
 	for attempt := 0; attempt < 5; attempt++ {
-		port := 20000 + rand.IntN(30000)
+		port := freeUDPPort(t)
 		args := []string{"--no-daemon", "--port", fmt.Sprint(port), "--listen-address=127.0.0.1",
 			"--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=/dev/null", "--user=" + currentUser(),
 			"--pid-file=", "--log-facility=-"}
@@ -69,4 +69,25 @@ func currentUser() string {
 		return "root"
 	}
 	return os.Getenv("USER")
+}
+
+// freeUDPPort asks the kernel for a UDP port that is free on 127.0.0.1 (and
+// checks TCP too), instead of guessing one that may collide with outgoing
+// connections.
+func freeUDPPort(t testing.TB) int {
+	for i := 0; i < 20; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := pc.LocalAddr().(*net.UDPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		pc.Close()
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port for dnsmasq")
+	return 0
 }
