@@ -33,6 +33,9 @@ func clientMain(args []string, asVlmcs bool) int {
 		return usageExit
 	}
 	switch {
+	case cfg.Help && asVlmcs:
+		fmt.Printf("KMS client emulator (kmsd %s, running as vlmcs)\n\nUsage:\n\t%s [options] [<host>[:<port>] | .<domain> | -] [options]\n\nOptions:\n%s", version, os.Args[0], config.ShortUsage(config.ClientOptions))
+		return 0
 	case cfg.Help:
 		fmt.Printf("Usage: kmsd client [host[:port] | [v6addr]:port | .domain] [options]   (also: vlmcs)\n\nOptions:\n%s\n%s", config.Usage(config.ClientOptions), exitCodesHelp)
 		return 0

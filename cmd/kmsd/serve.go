@@ -39,6 +39,10 @@ func serveMain(args []string, asVlmcsd bool) int {
 		return 1
 	}
 	if cfg.Help {
+		if asVlmcsd {
+			fmt.Printf("KMS host emulator (kmsd %s, running as vlmcsd)\n\nUsage:\n\t%s [Options]\n\nAvailable options:\n%s", version, os.Args[0], config.ShortUsage(config.ServerOptions))
+			return 0
+		}
 		fmt.Printf("Usage: kmsd serve [options]   (also: vlmcsd [options])\n\nOptions:\n%s", config.Usage(config.ServerOptions))
 		return 0
 	}

@@ -150,3 +150,30 @@ func Usage(opts []Option) string {
 	}
 	return sb.String()
 }
+
+// ShortUsage renders the options that have a letter in vlmcsd's usage
+// layout (" -L <ADDR[:PORT]>\t\thelp"), for the vlmcsd and vlmcs
+// personalities.
+func ShortUsage(opts []Option) string {
+	var sb strings.Builder
+	for i := range opts {
+		o := &opts[i]
+		if o.Short == 0 || o.Short == '?' {
+			continue
+		}
+		left := " -" + string(o.Short)
+		if o.HasArg {
+			left += " <" + o.ArgName + ">"
+		}
+		tabs := "\t\t"
+		if len(left) >= 16 {
+			tabs = "\t"
+		}
+		help := o.Help
+		if o.Default != "" {
+			help += " (default " + o.Default + ")"
+		}
+		fmt.Fprintf(&sb, "%s%s%s\n", left, tabs, help)
+	}
+	return sb.String()
+}
