@@ -323,6 +323,18 @@ func csvlkNames(t *products.Table) string {
 // warning. Public-address protection level 1 listens on the private
 // addresses of the machine's interfaces instead of wildcards.
 func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
+	lc := net.ListenConfig{}
+	if cfg.FreeBind {
+		lc.Control = platform.FreeBindControl
+	}
+	return listenWith(cfg, logger, func(network, addr string) (net.Listener, error) {
+		return lc.Listen(context.Background(), network, addr)
+	})
+}
+
+// listenWith is listen with the socket call passed in (tests simulate a
+// machine without IPv6 through it).
+func listenWith(cfg *config.Server, logger *slog.Logger, listenFn func(network, addr string) (net.Listener, error)) ([]net.Listener, error) {
 	if ls, err := platform.SystemdListeners(); err != nil || len(ls) > 0 {
 		for _, l := range ls {
 			logger.Info("listening (socket activation)", "addr", l.Addr().String())
@@ -333,10 +345,6 @@ func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
 	if cfg.PublicIPLevel&1 != 0 {
 		addrs, defaults = privateAddrs(cfg, addrs, defaults, logger), false
 	}
-	lc := net.ListenConfig{}
-	if cfg.FreeBind {
-		lc.Control = platform.FreeBindControl
-	}
 	var ls []net.Listener
 	for _, a := range addrs {
 		network := "tcp"
@@ -346,7 +354,7 @@ func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
 				network = "tcp6"
 			}
 		}
-		l, err := lc.Listen(context.Background(), network, a)
+		l, err := listenFn(network, a)
 		if err != nil {
 			if defaults && network == "tcp6" && len(ls) > 0 {
 				logger.Warn("IPv6 unavailable; listening on IPv4 only", "err", err)
