@@ -19,7 +19,6 @@ import (
 )
 
 type buffers struct {
-	in   [rpc.MaxPDU]byte
 	msg  []byte
 	stub []byte
 	out  []byte
@@ -37,7 +36,10 @@ type conn struct {
 	assoc    uint32
 	contexts []rpc.Accepted
 	frag     rpc.Reassembler
-	hdr      [rpc.HeaderLen]byte
+	// rbuf holds bytes read but not yet consumed: one read usually brings
+	// a whole PDU (or several), so a PDU costs one read system call.
+	rbuf     []byte
+	rs, re   int
 	results  []rpc.Result
 	faults   int
 	dec      kms.Decision // reused for every request of the connection
@@ -60,27 +62,23 @@ func (c *conn) serve() {
 	c.logEnd(err)
 }
 
+// readBufSize covers every PDU a KMS client sends; larger ones (up to
+// rpc.MaxPDU) grow the buffer for that connection.
+const readBufSize = 1024
+
 func (c *conn) loop() error {
 	s := c.srv
 	for {
 		if s.closing.Load() {
 			return nil
 		}
-		c.idle.Store(true)
 		c.nc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
-		if _, err := io.ReadFull(c.nc, c.hdr[:]); err != nil {
-			if err == io.EOF {
-				return errClientClosed
-			}
-			return err
-		}
-		c.idle.Store(false)
-		h, err := rpc.ParseHeader(c.hdr[:])
+		pdu, h, err := c.readPDU()
 		if err != nil {
 			return err
 		}
 		b := bufPool.Get().(*buffers)
-		err = c.handle(h, b)
+		err = c.handle(pdu, h, b)
 		bufPool.Put(b)
 		if err != nil {
 			return err
@@ -88,13 +86,69 @@ func (c *conn) loop() error {
 	}
 }
 
-// handle reads the body of one PDU and answers it.
-func (c *conn) handle(h rpc.Header, b *buffers) error {
-	pdu := b.in[:h.FragLength]
-	copy(pdu, c.hdr[:])
-	if _, err := io.ReadFull(c.nc, pdu[rpc.HeaderLen:]); err != nil {
-		return fmt.Errorf("%w: %d-byte PDU: %w", rpc.ErrShortPDU, h.FragLength, err)
+// fill reads more bytes into rbuf; idle marks a wait for a new PDU.
+func (c *conn) fill(idle bool) error {
+	if idle {
+		c.idle.Store(true)
+		defer c.idle.Store(false)
 	}
+	n, err := c.nc.Read(c.rbuf[c.re:])
+	c.re += n
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// readPDU returns the next whole PDU, framed by frag_length. The slice is
+// valid until the next call.
+func (c *conn) readPDU() ([]byte, rpc.Header, error) {
+	if c.rbuf == nil {
+		c.rbuf = make([]byte, readBufSize)
+	}
+	if c.rs == c.re {
+		c.rs, c.re = 0, 0
+	}
+	for c.re-c.rs < rpc.HeaderLen {
+		if c.rs > 0 && len(c.rbuf)-c.rs < rpc.HeaderLen {
+			c.re = copy(c.rbuf, c.rbuf[c.rs:c.re])
+			c.rs = 0
+		}
+		if err := c.fill(c.re == c.rs); err != nil {
+			if err == io.EOF && c.re == c.rs {
+				return nil, rpc.Header{}, errClientClosed
+			}
+			return nil, rpc.Header{}, fmt.Errorf("%w: header: %w", rpc.ErrShortPDU, err)
+		}
+	}
+	h, err := rpc.ParseHeader(c.rbuf[c.rs:c.re])
+	if err != nil {
+		return nil, h, err
+	}
+	n := int(h.FragLength)
+	if n > len(c.rbuf) {
+		grown := make([]byte, rpc.MaxPDU)
+		c.re = copy(grown, c.rbuf[c.rs:c.re])
+		c.rbuf, c.rs = grown, 0
+	} else if c.rs+n > len(c.rbuf) {
+		c.re = copy(c.rbuf, c.rbuf[c.rs:c.re])
+		c.rs = 0
+	}
+	for c.re-c.rs < n {
+		if err := c.fill(false); err != nil {
+			return nil, h, fmt.Errorf("%w: %d-byte PDU: %w", rpc.ErrShortPDU, n, err)
+		}
+	}
+	pdu := c.rbuf[c.rs : c.rs+n]
+	c.rs += n
+	return pdu, h, nil
+}
+
+// handle answers one PDU.
+func (c *conn) handle(pdu []byte, h rpc.Header, b *buffers) error {
 	var out []byte
 	var err error
 	switch h.Type {
