@@ -38,12 +38,12 @@ type conn struct {
 	frag     rpc.Reassembler
 	// rbuf holds bytes read but not yet consumed: one read usually brings
 	// a whole PDU (or several), so a PDU costs one read system call.
-	rbuf     []byte
-	rs, re   int
-	results  []rpc.Result
-	faults   int
-	dec      kms.Decision // reused for every request of the connection
-	ev       Event
+	rbuf    []byte
+	rs, re  int
+	results []rpc.Result
+	faults  int
+	dec     kms.Decision // reused for every request of the connection
+	ev      Event
 }
 
 func (c *conn) closeIfIdle() {
