@@ -28,6 +28,11 @@ func run(argv []string) int {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return serveMain(args, false)
 	}
+	// "kmsd /usr/bin/vlmcsd -D -e" (the command of vlmcsd's container
+	// images after the kmsd image's entry point) runs as that program.
+	if p := strings.ToLower(strings.TrimSuffix(filepath.Base(args[0]), ".exe")); p == "vlmcsd" || p == "vlmcs" {
+		return run(args)
+	}
 	switch args[0] {
 	case "serve":
 		return serveMain(args[1:], false)
@@ -41,6 +46,8 @@ func run(argv []string) int {
 		return statsMain(args[1:])
 	case "bench":
 		return benchMain(args[1:])
+	case "service":
+		return serviceMain(args[1:])
 	case "version":
 		fmt.Println("kmsd", version)
 		return 0
@@ -65,6 +72,8 @@ Usage:
                                 the client inventory, like slmgr /dli on a real host
   kmsd stats [--db DSN] [--json]
                                 activation counts per KMS ID
+  kmsd service install|uninstall|start|stop [options]
+                                run the host as a Windows service (kmsd service help)
   kmsd version                  print the version
 
 Run through a link named vlmcsd or vlmcs, kmsd behaves as that program.

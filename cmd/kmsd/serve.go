@@ -25,7 +25,30 @@ import (
 	"kmsd/internal/wire"
 )
 
+// serveHooks are what differs when the host runs as a Windows service.
+type serveHooks struct {
+	logger *slog.Logger    // the log unless -l or -e is given (nil: newLogSetup's)
+	stop   <-chan struct{} // closed to shut down, as SIGTERM does
+}
+
+func init() {
+	serviceBody = func(args []string, stop <-chan struct{}, logger *slog.Logger) int {
+		return serve(args, false, serveHooks{logger: logger, stop: stop})
+	}
+}
+
 func serveMain(args []string, asVlmcsd bool) int {
+	if !asVlmcsd {
+		var err error
+		if args, err = containerServeArgs(args, os.Getenv); err != nil {
+			fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
+			return 1
+		}
+	}
+	return serve(args, asVlmcsd, serveHooks{})
+}
+
+func serve(args []string, asVlmcsd bool, hooks serveHooks) int {
 	cfg, table, tableNDR64, err := loadServerConfig(args, os.Stderr)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
@@ -68,7 +91,12 @@ func serveMain(args []string, asVlmcsd bool) int {
 		ready(err)
 		return 1
 	}
-	logs, err := newLogSetup(&cfg)
+	var logs *logSetup
+	if hooks.logger != nil && cfg.LogFile == "" && !cfg.LogStdout {
+		logs = &logSetup{Logger: hooks.logger}
+	} else {
+		logs, err = newLogSetup(&cfg)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsd: %v\n", err)
 		return fail(err)
@@ -154,7 +182,7 @@ func serveMain(args []string, asVlmcsd bool) int {
 		}
 		logger.Info("configuration reloaded")
 	}
-	return serveUntilSignal(srv, listeners, logs, reload)
+	return serveUntilSignal(srv, listeners, logs, reload, hooks.stop)
 }
 
 // loadServerConfig builds the configuration from the command line and the
@@ -347,11 +375,15 @@ func listenWith(cfg *config.Server, logger *slog.Logger, listenFn func(network, 
 	}
 	var ls []net.Listener
 	for _, a := range addrs {
+		// An address literal gets its own family only, as in vlmcsd (Go's
+		// "tcp" would make 0.0.0.0 accept IPv6 too); names may be either.
 		network := "tcp"
-		if defaults {
-			network = "tcp4"
-			if strings.HasPrefix(a, "[") {
+		if host, _, err := net.SplitHostPort(a); err == nil {
+			if ip, err := netip.ParseAddr(host); err == nil {
 				network = "tcp6"
+				if ip.Is4() {
+					network = "tcp4"
+				}
 			}
 		}
 		l, err := listenFn(network, a)
@@ -411,7 +443,7 @@ func closeAll(ls []net.Listener) {
 	}
 }
 
-func serveUntilSignal(srv *server.Server, ls []net.Listener, logs *logSetup, reload func()) int {
+func serveUntilSignal(srv *server.Server, ls []net.Listener, logs *logSetup, reload func(), stop <-chan struct{}) int {
 	logger := logs.Logger
 	errc := make(chan error, len(ls))
 	for _, l := range ls {
@@ -431,6 +463,10 @@ func serveUntilSignal(srv *server.Server, ls []net.Listener, logs *logSetup, rel
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String())
+			shutdown(srv)
+			return 0
+		case <-stop:
+			logger.Info("shutting down", "signal", "service stop")
 			shutdown(srv)
 			return 0
 		case err := <-errc:

@@ -1,0 +1,345 @@
+//go:build windows
+
+package platform
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/windows"
+	"golang.org/x/sys/windows/svc"
+	"golang.org/x/sys/windows/svc/eventlog"
+	"golang.org/x/sys/windows/svc/mgr"
+)
+
+// ServiceConfig describes a Windows service to install.
+type ServiceConfig struct {
+	Name        string   // service name, also the event log source
+	DisplayName string   // name shown by services.msc
+	Description string   // description shown by services.msc
+	Account     string   // account the service runs as ("" = LocalSystem)
+	Password    string   // password of Account (none for built-in accounts)
+	Manual      bool     // start on demand instead of at boot
+	Args        []string // arguments after the executable's path
+}
+
+// serviceTimeout bounds the wait for a service to start or stop.
+const serviceTimeout = 30 * time.Second
+
+// InstallService registers the running executable as a service with
+// cfg.Args, restarting it after failures, and registers cfg.Name as an
+// event log source.
+func InstallService(cfg ServiceConfig) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	m, err := connectManager()
+	if err != nil {
+		return err
+	}
+	defer m.Disconnect()
+	if s, err := m.OpenService(cfg.Name); err == nil {
+		s.Close()
+		return fmt.Errorf("service %s already exists", cfg.Name)
+	}
+	start := uint32(mgr.StartAutomatic)
+	if cfg.Manual {
+		start = mgr.StartManual
+	}
+	s, err := m.CreateService(cfg.Name, exe, mgr.Config{
+		DisplayName:      cfg.DisplayName,
+		Description:      cfg.Description,
+		StartType:        start,
+		ErrorControl:     mgr.ErrorNormal,
+		ServiceStartName: cfg.Account,
+		Password:         cfg.Password,
+	}, cfg.Args...)
+	if err != nil {
+		return fmt.Errorf("create service %s: %w", cfg.Name, err)
+	}
+	defer s.Close()
+	// Restart after 5 s, 30 s, then every minute; forget failures after a day.
+	actions := []mgr.RecoveryAction{
+		{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
+		{Type: mgr.ServiceRestart, Delay: 30 * time.Second},
+		{Type: mgr.ServiceRestart, Delay: time.Minute},
+	}
+	if err := s.SetRecoveryActions(actions, 24*60*60); err != nil {
+		s.Delete()
+		return fmt.Errorf("service %s recovery actions: %w", cfg.Name, err)
+	}
+	// A non-zero exit code (a configuration or listener error) also counts
+	// as a failure, not only a crash.
+	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
+		s.Delete()
+		return fmt.Errorf("service %s recovery actions: %w", cfg.Name, err)
+	}
+	err = eventlog.InstallAsEventCreate(cfg.Name, eventlog.Error|eventlog.Warning|eventlog.Info)
+	if err != nil && !isKeyExists(err) {
+		s.Delete()
+		return fmt.Errorf("event log source %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// isKeyExists reports the error eventlog.Install returns when the source
+// is already registered (left by an earlier installation).
+func isKeyExists(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "registry key already exists")
+}
+
+// UninstallService stops the service if it runs, deletes it and removes
+// its event log source.
+func UninstallService(name string) error {
+	m, err := connectManager()
+	if err != nil {
+		return err
+	}
+	defer m.Disconnect()
+	s, err := m.OpenService(name)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
+	}
+	defer s.Close()
+	if st, err := s.Query(); err == nil && st.State != svc.Stopped {
+		if err := stopAndWait(s); err != nil {
+			return err
+		}
+	}
+	if err := s.Delete(); err != nil {
+		return fmt.Errorf("delete service %s: %w", name, err)
+	}
+	eventlog.Remove(name) // absent when installed by other means
+	return nil
+}
+
+// StartService starts the service and waits until it runs; a service that
+// stops during start-up returns its exit code as the error.
+func StartService(name string) error {
+	m, err := connectManager()
+	if err != nil {
+		return err
+	}
+	defer m.Disconnect()
+	s, err := m.OpenService(name)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
+	}
+	defer s.Close()
+	if err := s.Start(); err != nil {
+		return fmt.Errorf("start service %s: %w", name, err)
+	}
+	deadline := time.Now().Add(serviceTimeout)
+	for {
+		st, err := s.Query()
+		if err != nil {
+			return fmt.Errorf("service %s: %w", name, err)
+		}
+		switch st.State {
+		case svc.Running:
+			return nil
+		case svc.Stopped:
+			return fmt.Errorf("service %s stopped during start-up (exit code %d, see the Application event log, source %s)",
+				name, exitCode(st), name)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("service %s did not start within %v", name, serviceTimeout)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// StopService asks the service to stop and waits until it has.
+func StopService(name string) error {
+	m, err := connectManager()
+	if err != nil {
+		return err
+	}
+	defer m.Disconnect()
+	s, err := m.OpenService(name)
+	if err != nil {
+		return fmt.Errorf("service %s: %w", name, err)
+	}
+	defer s.Close()
+	return stopAndWait(s)
+}
+
+func stopAndWait(s *mgr.Service) error {
+	st, err := s.Control(svc.Stop)
+	if err != nil {
+		return fmt.Errorf("stop service %s: %w", s.Name, err)
+	}
+	deadline := time.Now().Add(serviceTimeout)
+	for st.State != svc.Stopped {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("service %s did not stop within %v", s.Name, serviceTimeout)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if st, err = s.Query(); err != nil {
+			return fmt.Errorf("service %s: %w", s.Name, err)
+		}
+	}
+	return nil
+}
+
+func exitCode(st svc.Status) uint32 {
+	if st.Win32ExitCode == uint32(windows.ERROR_SERVICE_SPECIFIC_ERROR) {
+		return st.ServiceSpecificExitCode
+	}
+	return st.Win32ExitCode
+}
+
+func connectManager() (*mgr.Mgr, error) {
+	m, err := mgr.Connect()
+	if err != nil {
+		if errors.Is(err, windows.ERROR_ACCESS_DENIED) {
+			return nil, fmt.Errorf("service control manager: %w (run from an elevated prompt)", err)
+		}
+		return nil, fmt.Errorf("service control manager: %w", err)
+	}
+	return m, nil
+}
+
+// IsWindowsService reports whether the process was started by the service
+// control manager.
+func IsWindowsService() (bool, error) {
+	return svc.IsWindowsService()
+}
+
+// RunService runs body as the service name under the service control
+// manager and returns when it ends. stop is closed when the manager asks
+// the service to stop (or the system shuts down); body then returns its
+// exit code. A non-zero code reports a service-specific failure, which
+// triggers the recovery actions set by InstallService.
+func RunService(name string, body func(stop <-chan struct{}) int) error {
+	return svc.Run(name, &serviceHandler{body: body})
+}
+
+type serviceHandler struct {
+	body func(stop <-chan struct{}) int
+}
+
+func (h *serviceHandler) Execute(_ []string, r <-chan svc.ChangeRequest, s chan<- svc.Status) (bool, uint32) {
+	const accepts = svc.AcceptStop | svc.AcceptShutdown
+	s <- svc.Status{State: svc.StartPending, WaitHint: uint32(serviceTimeout / time.Millisecond)}
+	stop := make(chan struct{})
+	done := make(chan int, 1)
+	go func() { done <- h.body(stop) }()
+	s <- svc.Status{State: svc.Running, Accepts: accepts}
+	// While stopping, report progress so the manager does not take the
+	// service for hung while requests in flight finish.
+	var ticker *time.Ticker
+	var tick <-chan time.Time
+	var checkpoint uint32
+	stopping := func() svc.Status {
+		checkpoint++
+		return svc.Status{State: svc.StopPending, CheckPoint: checkpoint, WaitHint: 5000}
+	}
+	for {
+		select {
+		case code := <-done:
+			if ticker != nil {
+				ticker.Stop()
+			}
+			return code != 0, uint32(code)
+		case <-tick:
+			s <- stopping()
+		case c := <-r:
+			switch c.Cmd {
+			case svc.Interrogate:
+				s <- c.CurrentStatus
+			case svc.Stop, svc.Shutdown:
+				if ticker == nil {
+					s <- stopping()
+					close(stop)
+					ticker = time.NewTicker(2 * time.Second)
+					tick = ticker.C
+				}
+			}
+		}
+	}
+}
+
+// NewEventLogHandler returns a slog handler writing each record at level
+// or above to the Application event log under source: error records as
+// errors, warnings as warnings, the rest as information. The event log
+// stamps the time, so records carry only the message and attributes.
+// Call the returned close function when done.
+func NewEventLogHandler(source string, level slog.Leveler) (slog.Handler, func() error, error) {
+	l, err := eventlog.Open(source)
+	if err != nil {
+		return nil, nil, fmt.Errorf("event log source %s: %w", source, err)
+	}
+	sink := &eventSink{log: l}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+		if len(groups) == 0 && (a.Key == slog.TimeKey || a.Key == slog.LevelKey) {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	return &eventHandler{text: slog.NewTextHandler(sink, opts), sink: sink}, l.Close, nil
+}
+
+// eventSink collects the one Write a text handler makes per record.
+type eventSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+	log *eventlog.Log
+}
+
+func (s *eventSink) Write(p []byte) (int, error) { return s.buf.Write(p) }
+
+type eventHandler struct {
+	text slog.Handler
+	sink *eventSink
+}
+
+// Event IDs: EventCreate.exe's message file accepts 1 to 1000.
+const (
+	eventInfo    = 1
+	eventWarning = 2
+	eventError   = 3
+	// ReportEvent refuses strings longer than 31839 characters.
+	eventMaxLen = 31000
+)
+
+func (h *eventHandler) Enabled(ctx context.Context, l slog.Level) bool {
+	return h.text.Enabled(ctx, l)
+}
+
+func (h *eventHandler) Handle(ctx context.Context, r slog.Record) error {
+	h.sink.mu.Lock()
+	defer h.sink.mu.Unlock()
+	h.sink.buf.Reset()
+	if err := h.text.Handle(ctx, r); err != nil {
+		return err
+	}
+	msg := string(bytes.TrimRight(h.sink.buf.Bytes(), "\n"))
+	if len(msg) > eventMaxLen {
+		msg = msg[:eventMaxLen] + " …"
+	}
+	switch {
+	case r.Level >= slog.LevelError:
+		return h.sink.log.Error(eventError, msg)
+	case r.Level >= slog.LevelWarn:
+		return h.sink.log.Warning(eventWarning, msg)
+	default:
+		return h.sink.log.Info(eventInfo, msg)
+	}
+}
+
+func (h *eventHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &eventHandler{text: h.text.WithAttrs(as), sink: h.sink}
+}
+
+func (h *eventHandler) WithGroup(name string) slog.Handler {
+	return &eventHandler{text: h.text.WithGroup(name), sink: h.sink}
+}
