@@ -11,10 +11,11 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/kmsd ./cmd/kmsd
 
-# test installs what the tests need (Go modules through the module proxy),
-# then runs formatting, vet, staticcheck, the race-enabled unit tests and a
-# short run of every fuzz target.
-test: deps lint unit fuzz-smoke
+# test installs what the tests need (Debian packages, Go modules through
+# the module proxy), then runs formatting, vet, staticcheck, the
+# race-enabled tests, a short run of every fuzz target, vet for the other
+# systems, the Helm chart check and the release build of every target.
+test: deps lint unit fuzz-smoke cross-vet helm-check release
 
 # Debian packages the tests use: dnsmasq (a real DNS server for the SRV
 # tests), knot (an authoritative server for RFC 2136 publishing),
