@@ -421,3 +421,55 @@ func TestProgressAndJSON(t *testing.T) {
 		t.Errorf("text:\n%s", text.String())
 	}
 }
+
+// Every activation carries a fresh client machine ID and IV, built without
+// allocating, and a host decodes it as the product's request.
+func TestFreshRequests(t *testing.T) {
+	cfg := DefaultConfig()
+	table := products.Builtin()
+	if err := cfg.normalize(table); err != nil {
+		t.Fatal(err)
+	}
+	w := newWorker(&runner{cfg: cfg, table: table, ctx: context.Background()}, 1)
+	seen := map[[16]byte]bool{}
+	for range 100 {
+		w.nextRequest()
+		var req kms.Request
+		if err := req.Decode(w.sent); err != nil {
+			t.Fatal(err)
+		}
+		if req.Base.ActID != table.Products[DefaultProduct].SKU || req.Outer.Major != 6 || req.Base.CMID[7]>>4 != 4 {
+			t.Fatalf("request %+v", req.Base)
+		}
+		if seen[req.Base.CMID] || seen[req.IV] {
+			t.Fatal("client machine ID or IV repeated")
+		}
+		seen[req.Base.CMID], seen[req.IV] = true, true
+	}
+	if n := testing.AllocsPerRun(100, w.nextRequest); n != 0 {
+		t.Errorf("building a request allocates %v times", n)
+	}
+}
+
+// BenchmarkKeepAliveNullHost measures one verified keep-alive activation
+// against the null host (client and null host share the process, so the
+// allocations are the client's verification plus the host's replay).
+func BenchmarkKeepAliveNullHost(b *testing.B) {
+	h, err := StartNullHost(DefaultProduct, DefaultMajor)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	cfg := DefaultConfig()
+	cfg.Target, cfg.Mode, cfg.Concurrency, cfg.PerConn, cfg.Count = h.Addr(), ModeKeepAlive, 1, 1000, b.N
+	cfg.FixedRequest = h.Request()
+	b.ReportAllocs()
+	b.ResetTimer()
+	rep, err := Run(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if rep.OK != b.N {
+		b.Fatalf("ok %d of %d: %v", rep.OK, b.N, rep.Errors)
+	}
+}

@@ -277,23 +277,30 @@ func (w *worker) checkAnswer(h rpc.Header, want uint8) error {
 	return nil
 }
 
+// nextRequest builds the payload of the next activation into w.sent: the
+// fixed request, or the product's request with a fresh client machine ID,
+// time stamp and IV.
+func (w *worker) nextRequest() {
+	if fixed := w.r.cfg.FixedRequest; fixed != nil {
+		w.sent = append(w.sent[:0], fixed...)
+		return
+	}
+	b := &w.base
+	setRandomCMID(&b.CMID, w.rng.Uint64(), w.rng.Uint64())
+	b.ClientTime = wire.FileTimeSeconds(time.Now().Unix())
+	var iv [16]byte
+	binary.LittleEndian.PutUint64(iv[:8], w.rng.Uint64())
+	binary.LittleEndian.PutUint64(iv[8:], w.rng.Uint64())
+	w.sent = kms.EncodeRequest(w.sent[:0], b, iv)
+}
+
 // activate sends one request on the bound connection and verifies the
 // answer: RPC framing, stub, HRESULT and the KMS response itself.
 func (w *worker) activate() error {
 	if err := w.arm(); err != nil {
 		return err
 	}
-	if fixed := w.r.cfg.FixedRequest; fixed != nil {
-		w.sent = append(w.sent[:0], fixed...)
-	} else {
-		b := &w.base
-		setRandomCMID(&b.CMID, w.rng.Uint64(), w.rng.Uint64())
-		b.ClientTime = wire.FileTimeSeconds(time.Now().Unix())
-		var iv [16]byte
-		binary.LittleEndian.PutUint64(iv[:8], w.rng.Uint64())
-		binary.LittleEndian.PutUint64(iv[8:], w.rng.Uint64())
-		w.sent = kms.EncodeRequest(w.sent[:0], b, iv)
-	}
+	w.nextRequest()
 	c := &w.c
 	syn, ctxID := rpc.NDR32, uint16(0)
 	if c.calls > 0 && c.ndr64 || !c.ndr32 {
