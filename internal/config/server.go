@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"kmsd/internal/wire"
 )
 
 // EPIDOverride is a fixed ePID (and optional HWID) for one CSVLK
@@ -379,7 +381,7 @@ func parseEPIDValue(rest string) (EPIDOverride, error) {
 	}
 	var digits []byte
 	for _, ch := range []byte(tail[1:]) {
-		if _, ok := hexVal(ch); ok {
+		if _, ok := wire.HexDigit(ch); ok {
 			digits = append(digits, ch)
 		}
 	}
@@ -387,24 +389,12 @@ func parseEPIDValue(rest string) (EPIDOverride, error) {
 		return e, fmt.Errorf("HWID needs 16 hex digits, got %d", len(digits))
 	}
 	for i := 0; i < 8; i++ {
-		hi, _ := hexVal(digits[2*i])
-		lo, _ := hexVal(digits[2*i+1])
+		hi, _ := wire.HexDigit(digits[2*i])
+		lo, _ := wire.HexDigit(digits[2*i+1])
 		e.HWID[i] = hi<<4 | lo
 	}
 	e.HasHWID = true
 	return e, nil
-}
-
-func hexVal(c byte) (byte, bool) {
-	switch {
-	case c >= '0' && c <= '9':
-		return c - '0', true
-	case c >= 'a' && c <= 'f':
-		return c - 'a' + 10, true
-	case c >= 'A' && c <= 'F':
-		return c - 'A' + 10, true
-	}
-	return 0, false
 }
 
 // ListenAddrs returns the listen addresses, or the defaults: every IPv4

@@ -127,8 +127,8 @@ func ParseGUID(s string) (GUID, error) {
 			i++
 			continue
 		}
-		hi, ok1 := unhex(s[i])
-		lo, ok2 := unhex(s[i+1])
+		hi, ok1 := HexDigit(s[i])
+		lo, ok2 := HexDigit(s[i+1])
 		if !ok1 || !ok2 {
 			return g, fmt.Errorf("%w: %q", ErrBadGUID, s)
 		}
@@ -153,7 +153,8 @@ func guidFromCanonical(c [16]byte) GUID {
 		c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15]}
 }
 
-func unhex(c byte) (byte, bool) {
+// HexDigit returns the value of one hexadecimal digit of either case.
+func HexDigit(c byte) (byte, bool) {
 	switch {
 	case c >= '0' && c <= '9':
 		return c - '0', true
