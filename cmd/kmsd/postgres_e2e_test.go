@@ -91,6 +91,12 @@ func TestPostgresTwoHosts(t *testing.T) {
 	activateN(t, a2, 5, 0)
 	all := append(append([]string{}, both...), only2...)
 	recs := waitRecords(t, dsn, all, 10*time.Second)
+	// Every CMID has a record; wait (bounded) until the repeated ones have
+	// their second record too: the hosts' queues flush independently.
+	for deadline := time.Now().Add(10 * time.Second); len(recs) < 25 && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		recs = pgRecords(t, dsn)
+	}
 
 	rows := pgClients(t, dsn)
 	byCMID := map[string]clientRow{}
