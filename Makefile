@@ -1,7 +1,7 @@
 # kmsd build and test entry points. `make test` is what CI runs.
 GO        ?= go
 STATICCHECK = honnef.co/go/tools/cmd/staticcheck@v0.8.2
-FUZZTIME  ?= 10s
+FUZZTIME  ?= 20s
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 .PHONY: all build test deps lint unit fuzz-smoke generate clean
