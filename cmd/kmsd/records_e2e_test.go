@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -97,4 +98,21 @@ func TestRecordsSurviveSIGTERMAndSIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("%d clients in the database after the kill", len(got))
+}
+
+// TestCountsSurviveRestart: with -M1 and a database, clients activated
+// before a restart still count after it.
+func TestCountsSurviveRestart(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "kmsd.db")
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd, _ := host(t, "kmsd", port, "-L", addr, "--db", "sqlite:"+db, "-M1", "-E1")
+	activateN(t, addr, 3, 500)
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	host(t, "kmsd", port, "-L", addr, "--db", "sqlite:"+db, "-M1", "-E1")
+	out, _ := runClient(t, addr, "-l", "64", "-c", "6f1c2b8e-4d3a-4c5b-9a7e-000000000999", "--json")
+	if !strings.Contains(out, `"active_clients":4`) {
+		t.Fatalf("after a restart a fourth client got:\n%s", out)
+	}
 }

@@ -129,6 +129,7 @@ func serve(args []string, asVlmcsd bool, hooks serveHooks) int {
 		return fail(err)
 	}
 	defer rec.close()
+	seedClients(host, rec.store, table, logger)
 	listeners, err := listen(&cfg, logger)
 	if err != nil {
 		logger.Error("cannot listen", "err", err)
@@ -175,6 +176,7 @@ func serve(args []string, asVlmcsd bool, hooks serveHooks) int {
 			logger.Error("reload failed; keeping the running configuration", "err", err)
 			return
 		}
+		seedClients(h, rec.store, nextTable, logger)
 		srv.SetHost(h)
 		logs.SetVerbose(next.Verbose)
 		if nextNDR64 != ndr64 || next.BTFN != cfg.BTFN || strings.Join(next.Listen, " ") != strings.Join(cfg.Listen, " ") {

@@ -18,6 +18,7 @@ import (
 	"kmsd/internal/store/memory"
 	"kmsd/internal/store/postgres"
 	"kmsd/internal/web"
+	"kmsd/internal/wire"
 )
 
 // records owns the parts around the host: the store and its queue, the
@@ -161,5 +162,41 @@ func (r *records) close() {
 		}
 	} else if r.store != nil {
 		r.store.Close()
+	}
+}
+
+// seedClients fills the host's client lists (-M1) from the inventory: every
+// client activated within the last 30 days counts again after a restart or
+// reload, and ages out as it would have.
+func seedClients(h *kms.Host, st store.Store, t *products.Table, logger *slog.Logger) {
+	if h.Clients == nil || st == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := st.Clients(ctx, store.ClientFilter{SeenSince: time.Now().Add(-h.Clients.Expiry)})
+	if err != nil {
+		logger.Warn("client counts start without the stored inventory", "err", err)
+		return
+	}
+	n := 0
+	for _, c := range cs {
+		if c.LastHResult != 0 {
+			continue
+		}
+		cmid, err1 := wire.ParseGUID(c.CMID)
+		kmsID, err2 := wire.ParseGUID(c.KMSID)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		app := 0
+		if i := t.KMSByID(kmsID); i >= 0 {
+			app = t.KMSItems[i].App
+		}
+		h.Clients.Seed(app, cmid, c.LastSeen)
+		n++
+	}
+	if n > 0 {
+		logger.Info("client counts include stored clients", "clients", n)
 	}
 }

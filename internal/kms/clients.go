@@ -119,3 +119,27 @@ func (l *ClientList) Count(app int, cmid wire.GUID, required uint32, now time.Ti
 	a.rotate = (a.rotate + 1) % a.max
 	return a.current, nil
 }
+
+// Seed adds a client seen at a known time (from stored records) to the
+// list of application app, without reporting a count. Seeds beyond the
+// list's size are ignored.
+func (l *ClientList) Seed(app int, cmid wire.GUID, seen time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if app < 0 || app >= len(l.apps) {
+		app = 0
+	}
+	a := &l.apps[app]
+	if i, ok := a.index[cmid]; ok {
+		if seen.After(a.slots[i].seen) {
+			a.slots[i].seen = seen
+		}
+		return
+	}
+	if len(a.slots) < MaxClientSlots {
+		if len(a.slots) >= a.max {
+			a.max = len(a.slots) + 1
+		}
+		a.add(cmid, seen)
+	}
+}
