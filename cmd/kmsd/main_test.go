@@ -375,17 +375,25 @@ func TestPrivilegeDrop(t *testing.T) {
 	}
 	port := freePort(t)
 	cmd, _ := host(t, "kmsd", port, "-L", fmt.Sprintf("127.0.0.1:%d", port), "-u", "nobody")
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
-	if err != nil {
-		t.Skip("no /proc")
-	}
-	for _, l := range strings.Split(string(status), "\n") {
-		if strings.HasPrefix(l, "Uid:") {
-			f := strings.Fields(l)
-			if f[1] == "0" || f[2] == "0" {
-				t.Errorf("still root: %s", l)
+	// The port accepts connections as soon as it is bound; the drop
+	// follows right after, so poll (bounded) for the new user id.
+	uid := ""
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			t.Skip("no /proc")
+		}
+		for _, l := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(l, "Uid:") {
+				uid = l
 			}
 		}
+		if f := strings.Fields(uid); len(f) > 2 && f[1] != "0" && f[2] != "0" {
+			break
+		}
+	}
+	if f := strings.Fields(uid); len(f) < 3 || f[1] == "0" || f[2] == "0" {
+		t.Errorf("still root: %s", uid)
 	}
 	if out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64"); code != 0 {
 		t.Errorf("after dropping privileges: %d %s", code, out)
