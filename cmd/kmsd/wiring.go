@@ -6,12 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"kmsd/internal/config"
 	"kmsd/internal/kms"
 	"kmsd/internal/metrics"
+	"kmsd/internal/platform"
 	"kmsd/internal/products"
 	"kmsd/internal/server"
 	"kmsd/internal/store"
@@ -78,6 +80,18 @@ func startRecords(cfg *config.Server, asVlmcsd bool, t *products.Table, srv *ser
 			st, dsn = memory.New(0), "memory"
 		}
 		r.store = st
+	}
+	if dsn != "memory" && !isPostgres(dsn) && (cfg.User != "" || cfg.Group != "") {
+		// The file is opened as root; hand it (and its directory, when it
+		// is kmsd's own) to the user -u/-g will switch to.
+		path := dbPath(dsn)
+		paths := []string{path, path + "-wal", path + "-shm"}
+		if cfg.DB == "" {
+			paths = append(paths, filepath.Dir(path))
+		}
+		if err := platform.ChownTo(cfg.User, cfg.Group, paths...); err != nil {
+			logger.Warn("cannot hand the database to the -u/-g user", "err", err)
+		}
 	}
 	logger.Info("activation records", "db", describeDB(dsn), "retention", cfg.Retention.String())
 	r.queue = store.NewQueue(r.store, 0, 0, 0, logger)

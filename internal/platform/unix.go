@@ -92,3 +92,38 @@ func SystemdListeners() ([]net.Listener, error) {
 	}
 	return ls, nil
 }
+
+// ChownTo gives existing paths to the user and group that DropPrivileges
+// will switch to (empty names keep that part), so files opened before the
+// drop stay writable after it. Missing paths are skipped.
+func ChownTo(userName, groupName string, paths ...string) error {
+	if userName == "" && groupName == "" {
+		return nil
+	}
+	uid, gid := -1, -1
+	if groupName != "" {
+		g, err := lookupGroup(groupName)
+		if err != nil {
+			return err
+		}
+		gid = g
+	}
+	if userName != "" {
+		if u, err := user.Lookup(userName); err == nil {
+			uid, _ = strconv.Atoi(u.Uid)
+			if gid < 0 {
+				gid, _ = strconv.Atoi(u.Gid)
+			}
+		} else if n, nerr := strconv.Atoi(userName); nerr == nil {
+			uid = n
+		} else {
+			return &IDError{Kind: "user", Name: userName, Err: err}
+		}
+	}
+	for _, p := range paths {
+		if err := os.Lchown(p, uid, gid); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+	}
+	return nil
+}
