@@ -666,7 +666,7 @@ func TestClientListSeed(t *testing.T) {
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	l.Seed(0, wire.GUID{1}, now.Add(-24*time.Hour))
 	l.Seed(0, wire.GUID{2}, now.Add(-40*24*time.Hour)) // too old: ages out
-	l.Seed(0, wire.GUID{1}, now.Add(-48*time.Hour))     // repeated seed
+	l.Seed(0, wire.GUID{1}, now.Add(-48*time.Hour))    // repeated seed
 	if n, _ := l.Count(0, wire.GUID{3}, 50, now); n != 2 {
 		t.Fatalf("count after seeding %d, want 2 (one live seed plus the new client)", n)
 	}
