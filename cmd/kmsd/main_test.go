@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -74,6 +75,10 @@ func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *sync
 		if err := os.Symlink(kmsdBinary, path); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Tests never touch the machine's default database.
+	if !slices.Contains(args, "--db") {
+		args = append(args, "--db", "memory")
 	}
 	var logbuf syncBuffer
 	cmd := exec.Command(path, args...)
@@ -256,7 +261,7 @@ func TestSocketActivation(t *testing.T) {
 		t.Skip("systemd-socket-activate not installed")
 	}
 	port := freePort(t)
-	cmd := exec.Command(sa, "-l", fmt.Sprintf("127.0.0.1:%d", port), kmsdBinary, "serve", "-r0")
+	cmd := exec.Command(sa, "-l", fmt.Sprintf("127.0.0.1:%d", port), kmsdBinary, "serve", "-r0", "--db", "memory")
 	var logbuf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logbuf, &logbuf
 	if err := cmd.Start(); err != nil {
