@@ -43,8 +43,9 @@ lint:
 unit:
 	KMSD_REQUIRE_DNS=$${CI:-} KMSD_REQUIRE_BROWSER=$${CI:-} KMSD_REQUIRE_POSTGRES=$${CI:-} KMSD_TEST_OUTPUT=$(CURDIR)/test-output \
 	  $(GO) test -race -count=1 -timeout 20m -skip '^TestHostile$$' ./...
-	# The hostile-client suite asserts latencies, so it runs alone.
-	$(GO) test -race -count=1 -timeout 10m -run '^TestHostile$$' ./internal/server
+	# The hostile-client suite asserts latencies of the host as built for
+	# production, so it runs alone and without the race detector.
+	$(GO) test -count=1 -timeout 10m -run '^TestHostile$$' ./internal/server
 
 # Every Fuzz* function of every package, each for $(FUZZTIME).
 fuzz-smoke:
