@@ -104,12 +104,12 @@ func TestPykmsEnvArgs(t *testing.T) {
 		{
 			name: "fixed ePID and HWID, debug log to a file",
 			env: map[string]string{"EPID": "06401-00206-471-111111-03-1033-17763.0000-2822018",
-				"HWID": "0x364F463A8863D35F", "LOGLEVEL": "DEBUG", "LOGFILE": "/var/log/pykms_logserver.log"},
+				"HWID": "0x364F463A8863D35F", "LOGLEVEL": "DEBUG", "LOGFILE": "/var/log/py-kms/server.log"},
 			args: []string{"-a", "06401-00206-471-111111-03-1033-17763.0000-2822018", "--hwid", "0x364F463A8863D35F",
-				"-v", "-l", "/var/log/pykms_logserver.log"},
+				"-v", "-l", "/var/log/py-kms/server.log"},
 			want: defaults(func(o *pykmsOptions) {
 				o.EPIDs = []config.EPIDOverride{{CSVLK: config.AllCSVLKs, EPID: "06401-00206-471-111111-03-1033-17763.0000-2822018"}}
-				o.HWID, o.Verbose, o.LogFile = "364F463A8863D35F", true, "/var/log/pykms_logserver.log"
+				o.HWID, o.Verbose, o.LogFile = "364F463A8863D35F", true, "/var/log/py-kms/server.log"
 			}),
 		},
 		{

@@ -4,8 +4,8 @@
 //
 //	VLMCS         vlmcs client executable   (suites 1, 2, 3)
 //	VLMCSD        vlmcsd host executable    (suites 3, 4)
-//	PYKMS_CLIENT  py-kms pykms_Client.py    (suite 5a)
-//	PYKMS_SERVER  py-kms pykms_Server.py    (suite 5b)
+//	PYKMS_CLIENT  py-kms client script     (suite 5a)
+//	PYKMS_SERVER  py-kms server script     (suite 5b)
 //	PYKMS_PYTHON  python interpreter for py-kms (default /usr/bin/python3)
 //
 // Every process listens on and connects to 127.0.0.1 only, on free ports
@@ -569,8 +569,8 @@ func TestInterop(t *testing.T) {
 	t.Run("2_vlmcs_to_kmsd_options", func(t *testing.T) { suiteOptions(t, e, c) })
 	t.Run("3_vlmcs_kmsd_vs_vlmcsd_host_options", func(t *testing.T) { suiteHostOptions(t, e, c) })
 	t.Run("4_kmsd_client_to_vlmcsd", func(t *testing.T) { suiteClientToVlmcsd(t, e, c) })
-	t.Run("5a_pykms_client_to_kmsd", func(t *testing.T) { suitePyClient(t, e, c) })
-	t.Run("5b_kmsd_client_to_pykms_server", func(t *testing.T) { suitePyServer(t, e, c) })
+	t.Run("5a_py-kms_client_to_kmsd", func(t *testing.T) { suitePyClient(t, e, c) })
+	t.Run("5b_kmsd_client_to_py-kms_server", func(t *testing.T) { suitePyServer(t, e, c) })
 	t.Logf("summary (wall time %s):%s", time.Since(start).Round(time.Second), c.table())
 }
 
