@@ -218,7 +218,6 @@ const clientExamples = `Examples:
   kmsd client host -l 133 --json       one JSON object per request, for scripts
 `
 
-
 // clientOptions turns the parsed command line into the client's options.
 func clientOptions(cfg *config.Client, t *products.Table, prod int, env kms.Env) client.Options {
 	opt := client.DefaultOptions(t, env)

@@ -34,6 +34,9 @@ import (
 // decrypted keeps only its time, peer, protocol and HRESULT.
 func activationFromEvent(e *server.Event, table *products.Table, hostname string, policy kms.Policy) store.Activation {
 	d := e.Decision
+	if d.Table != nil {
+		table = d.Table // KMSItem indexes the table the host decided with
+	}
 	a := store.Activation{Received: e.Time.UTC(), Host: hostname, HResult: d.HResult}
 	if e.Peer.IsValid() {
 		a.Peer = e.Peer.String()

@@ -220,8 +220,12 @@ func (lw logWarnings) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func productName(t *products.Table) func(d *kms.Decision) string {
+func productName(fallback *products.Table) func(d *kms.Decision) string {
 	return func(d *kms.Decision) string {
+		t := fallback
+		if d.Table != nil {
+			t = d.Table // the table the decision indexes
+		}
 		if i := t.ProductBySKU(d.Request.Base.ActID); i >= 0 {
 			return t.Products[i].Name
 		}

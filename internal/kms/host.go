@@ -93,14 +93,17 @@ type Decision struct {
 	HResult   uint32 // 0 when activated
 	Reason    string // why refused
 	Decrypted bool   // Request holds a decoded base request
-	rnd       [32]byte
+	// Table is the product table the decision was made with; KMSItem,
+	// App and CSVLK index it (it changes when SIGHUP loads another file).
+	Table *products.Table
+	rnd   [32]byte
 }
 
 // Handle decodes payload, applies the policy and appends the response
 // message to dst. A refusal returns a *RefusalError (and d.HResult); any
 // other error means the payload could not be processed at all.
 func (h *Host) Handle(dst, payload []byte, d *Decision) ([]byte, error) {
-	*d = Decision{KMSItem: -1}
+	*d = Decision{KMSItem: -1, Table: h.Table}
 	if err := d.Request.Decode(payload); err != nil {
 		return dst, h.refuse(d, err)
 	}

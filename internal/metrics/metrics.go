@@ -132,17 +132,21 @@ func (s *Set) product(d *kms.Decision) string {
 	if !d.Decrypted {
 		return "unknown"
 	}
+	t := s.table
+	if d.Table != nil {
+		t = d.Table // KMSItem indexes the table the host decided with
+	}
 	if s.ProductName != nil {
 		if n := s.ProductName(d); n != "" {
 			return n
 		}
-	} else if s.table != nil {
-		if i := s.table.ProductBySKU(d.Request.Base.ActID); i >= 0 {
-			return s.table.Products[i].Name
+	} else if t != nil {
+		if i := t.ProductBySKU(d.Request.Base.ActID); i >= 0 {
+			return t.Products[i].Name
 		}
 	}
-	if s.table != nil && d.KMSItem >= 0 && d.KMSItem < len(s.table.KMSItems) {
-		return s.table.KMSItems[d.KMSItem].Name
+	if t != nil && d.KMSItem >= 0 && d.KMSItem < len(t.KMSItems) {
+		return t.KMSItems[d.KMSItem].Name
 	}
 	return "unknown"
 }
