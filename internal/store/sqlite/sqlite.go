@@ -114,7 +114,7 @@ func dsn(uri string, readOnly bool) string {
 	if readOnly {
 		return uri + q + "&_pragma=query_only(1)"
 	}
-	return uri + q + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate"
+	return uri + q + "&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=temp_store(MEMORY)&_txlock=immediate"
 }
 
 // uriPath escapes the characters that end or escape a URI path.

@@ -7,22 +7,43 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"kmsd/internal/store"
 )
 
+// Records are written with multi-row statements of up to rowsPerStmt rows
+// (and smaller ones for the rest of a batch): each statement costs a fixed
+// amount in database/sql and the SQLite VM besides its rows, which made
+// one statement per row the writer's main cost. Rows are applied in the
+// order of the batch, so the result is the same as one statement per
+// record.
+const rowsPerStmt = 32
+
+// stmtSizes are the row counts with a prepared statement, largest first;
+// a batch is split greedily into them.
+var stmtSizes = []int{rowsPerStmt, 8, 1}
+
 const insertActivation = `INSERT INTO activation (received, host, peer, protocol, hresult, n_policy,
 	workstation, cmid, previous_cmid, client_time, vm, license_status, binding_expiration, app_id,
 	sku_id, kms_id, product, kms_name, count, epid, activation_interval, renewal_interval)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+VALUES `
+
+const activationArgs = 22
 
 // upsertClient implements the inventory rules of package store: the
 // current-state columns follow the record with the latest time (ties go to
-// the record added last), the renewal time is the latest one due.
+// the record added last), the renewal time is the latest one due. SQLite
+// applies the rows of one statement in order, a later row conflicting with
+// an earlier one as with a table row.
 const upsertClient = `INSERT INTO clients (cmid, first_seen, last_seen, workstation, peer, product,
 	sku_id, kms_id, license_status, vm, last_hresult, renewal_due, clock_skew, activations)
-VALUES (?1, ?2, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 1)
+VALUES `
+
+const clientArgs = 13 // and activations = 1
+
+const clientConflict = `
 ON CONFLICT (cmid) DO UPDATE SET
 	first_seen     = min(clients.first_seen, excluded.first_seen),
 	last_seen      = max(clients.last_seen, excluded.last_seen),
@@ -38,35 +59,55 @@ ON CONFLICT (cmid) DO UPDATE SET
 	renewal_due    = max(coalesce(clients.renewal_due, excluded.renewal_due), coalesce(excluded.renewal_due, clients.renewal_due)),
 	activations    = clients.activations + 1`
 
-var (
-	insertName = fmt.Sprintf(`INSERT OR IGNORE INTO client_names (cmid, name)
-SELECT ?1, ?2 WHERE (SELECT count(*) FROM client_names WHERE cmid = ?1) < %d`, store.MaxNamesPerClient)
-	insertAddr = fmt.Sprintf(`INSERT OR IGNORE INTO client_addrs (cmid, addr)
-SELECT ?1, ?2 WHERE (SELECT count(*) FROM client_addrs WHERE cmid = ?1) < %d`, store.MaxNamesPerClient)
-)
+// namesQuery adds (cmid, value) pairs to table (client_names or
+// client_addrs) unless the CMID already has MaxNamesPerClient of them. The
+// count is taken before the statement inserts anything, so a statement
+// must not hold two new values of one CMID (Add sends those one by one).
+func namesQuery(table, column string, rows int) string {
+	return fmt.Sprintf(`INSERT OR IGNORE INTO %[1]s (cmid, %[2]s)
+SELECT v.column1, v.column2 FROM (VALUES %[3]s) AS v
+WHERE (SELECT count(*) FROM %[1]s AS t WHERE t.cmid = v.column1) < %[4]d`,
+		table, column, placeholders(rows, 2), store.MaxNamesPerClient)
+}
 
-// writeStmts are prepared once on the writing connection.
+// placeholders returns rows groups of n "?": "(?, ?), (?, ?)", each group
+// ending with the constant values in more.
+func placeholders(rows, n int, more ...string) string {
+	group := "(" + strings.TrimSuffix(strings.Repeat("?, ", n)+strings.Join(more, ", "), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(group+", ", rows), ", ")
+}
+
+// writeStmts are prepared once on the writing connection, one statement
+// per kind and row count of stmtSizes.
 type writeStmts struct {
-	activation, client, name, addr *sql.Stmt
+	activation, client, name, addr map[int]*sql.Stmt
 }
 
 func (w *writeStmts) prepare(ctx context.Context, db *sql.DB) error {
-	for _, p := range []struct {
-		dst   **sql.Stmt
-		query string
-	}{{&w.activation, insertActivation}, {&w.client, upsertClient}, {&w.name, insertName}, {&w.addr, insertAddr}} {
-		st, err := db.PrepareContext(ctx, p.query)
-		if err != nil {
-			return fmt.Errorf("sqlite: prepare: %w", err)
+	w.activation, w.client, w.name, w.addr = map[int]*sql.Stmt{}, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}, map[int]*sql.Stmt{}
+	for _, n := range stmtSizes {
+		for _, p := range []struct {
+			dst   map[int]*sql.Stmt
+			query string
+		}{
+			{w.activation, insertActivation + placeholders(n, activationArgs)},
+			{w.client, upsertClient + placeholders(n, clientArgs, "1") + clientConflict},
+			{w.name, namesQuery("client_names", "name", n)},
+			{w.addr, namesQuery("client_addrs", "addr", n)},
+		} {
+			st, err := db.PrepareContext(ctx, p.query)
+			if err != nil {
+				return fmt.Errorf("sqlite: prepare: %w", err)
+			}
+			p.dst[n] = st
 		}
-		*p.dst = st
 	}
 	return nil
 }
 
 func (w *writeStmts) close() {
-	for _, st := range []*sql.Stmt{w.activation, w.client, w.name, w.addr} {
-		if st != nil {
+	for _, m := range []map[int]*sql.Stmt{w.activation, w.client, w.name, w.addr} {
+		for _, st := range m {
 			st.Close()
 		}
 	}
@@ -86,10 +127,16 @@ func (s *Store) Add(ctx context.Context, recs []store.Activation) error {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
 	defer tx.Rollback()
-	st := writeStmts{tx.StmtContext(ctx, s.stmts.activation), tx.StmtContext(ctx, s.stmts.client),
-		tx.StmtContext(ctx, s.stmts.name), tx.StmtContext(ctx, s.stmts.addr)}
-	for i := range recs {
-		if err := st.add(ctx, &recs[i]); err != nil {
+	b := batchRows{recs: recs}
+	b.collect()
+	for _, step := range []struct {
+		stmts   map[int]*sql.Stmt
+		rows    [][]any
+		maxRows int
+	}{{s.stmts.activation, b.activations, rowsPerStmt}, {s.stmts.client, b.clients, rowsPerStmt},
+		{s.stmts.name, b.names, rowsPerStmt}, {s.stmts.name, b.namesOneByOne, 1},
+		{s.stmts.addr, b.addrs, rowsPerStmt}, {s.stmts.addr, b.addrsOneByOne, 1}} {
+		if err := execRows(ctx, tx, step.stmts, step.rows, step.maxRows); err != nil {
 			return fmt.Errorf("sqlite: add: %w", err)
 		}
 	}
@@ -99,30 +146,96 @@ func (s *Store) Add(ctx context.Context, recs []store.Activation) error {
 	return nil
 }
 
-func (w *writeStmts) add(ctx context.Context, a *store.Activation) error {
-	_, err := w.activation.ExecContext(ctx, micros(a.Received), a.Host, a.Peer, a.Protocol, a.HResult,
-		a.NPolicy, a.Workstation, a.CMID, a.PreviousCMID, nullMicros(a.ClientTime), a.VM, a.LicenseStatus,
-		a.BindingExpiration, a.AppID, a.SKUID, a.KMSID, a.Product, a.KMSName, a.Count, a.EPID,
-		a.ActivationInterval, a.RenewalInterval)
-	if err != nil || a.CMID == "" {
-		return err
-	}
-	ip := store.PeerIP(a.Peer)
-	_, err = w.client.ExecContext(ctx, a.CMID, micros(a.Received), a.Workstation, ip, a.Product, a.SKUID,
-		a.KMSID, a.LicenseStatus, a.VM, a.HResult, nullMicros(store.RenewalDue(a)),
-		store.ClockSkew(a).Microseconds())
-	if err != nil {
-		return err
-	}
-	if a.Workstation != "" {
-		if _, err := w.name.ExecContext(ctx, a.CMID, a.Workstation); err != nil {
+// execRows runs rows through the statements of stmts in order, as many
+// rows per statement as stmtSizes and maxRows allow.
+func execRows(ctx context.Context, tx *sql.Tx, stmts map[int]*sql.Stmt, rows [][]any, maxRows int) error {
+	var args []any
+	for len(rows) > 0 {
+		n := 1
+		for _, size := range stmtSizes {
+			if size <= len(rows) && size <= maxRows {
+				n = size
+				break
+			}
+		}
+		args = args[:0]
+		for _, r := range rows[:n] {
+			args = append(args, r...)
+		}
+		if _, err := tx.StmtContext(ctx, stmts[n]).ExecContext(ctx, args...); err != nil {
 			return err
 		}
+		rows = rows[n:]
 	}
-	if ip != "" {
-		_, err = w.addr.ExecContext(ctx, a.CMID, ip)
+	return nil
+}
+
+// batchRows turns a batch into the argument rows of each statement.
+type batchRows struct {
+	recs                               []store.Activation
+	activations, clients, names, addrs [][]any
+	namesOneByOne, addrsOneByOne       [][]any // rows that need a statement each
+}
+
+func (b *batchRows) collect() {
+	var names, addrs pairList
+	for i := range b.recs {
+		a := &b.recs[i]
+		b.activations = append(b.activations, []any{micros(a.Received), a.Host, a.Peer, a.Protocol, a.HResult,
+			a.NPolicy, a.Workstation, a.CMID, a.PreviousCMID, nullMicros(a.ClientTime), a.VM, a.LicenseStatus,
+			a.BindingExpiration, a.AppID, a.SKUID, a.KMSID, a.Product, a.KMSName, a.Count, a.EPID,
+			a.ActivationInterval, a.RenewalInterval})
+		if a.CMID == "" {
+			continue
+		}
+		ip := store.PeerIP(a.Peer)
+		t := micros(a.Received)
+		b.clients = append(b.clients, []any{a.CMID, t, t, a.Workstation, ip, a.Product, a.SKUID,
+			a.KMSID, a.LicenseStatus, a.VM, a.HResult, nullMicros(store.RenewalDue(a)),
+			store.ClockSkew(a).Microseconds()})
+		names.add(a.CMID, a.Workstation)
+		addrs.add(a.CMID, ip)
 	}
-	return err
+	b.names, b.namesOneByOne = names.rows()
+	b.addrs, b.addrsOneByOne = addrs.rows()
+}
+
+// pairList collects the distinct (CMID, value) pairs of a batch in order.
+type pairList struct {
+	seen  map[[2]string]bool
+	pairs [][2]string
+	per   map[string]int // distinct values per CMID
+}
+
+func (p *pairList) add(cmid, v string) {
+	if v == "" {
+		return
+	}
+	k := [2]string{cmid, v}
+	if p.seen == nil {
+		p.seen, p.per = map[[2]string]bool{}, map[string]int{}
+	}
+	if p.seen[k] {
+		return
+	}
+	p.seen[k] = true
+	p.pairs = append(p.pairs, k)
+	p.per[cmid]++
+}
+
+// rows splits the pairs into those of CMIDs with one new value in the
+// batch, which can share statements, and, in batch order, the values of
+// CMIDs with several, which need a statement each (a statement counts a
+// CMID's stored values before inserting any).
+func (p *pairList) rows() (shared, single [][]any) {
+	for _, k := range p.pairs {
+		if p.per[k[0]] == 1 {
+			shared = append(shared, []any{k[0], k[1]})
+		} else {
+			single = append(single, []any{k[0], k[1]})
+		}
+	}
+	return shared, single
 }
 
 // Prune deletes the records received before before and the clients last

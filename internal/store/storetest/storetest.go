@@ -20,7 +20,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("InventoryOrder", func(t *testing.T) { testInventoryOrder(t, open(t)) })
 	t.Run("ClientFilters", func(t *testing.T) { testClientFilters(t, open(t)) })
 	t.Run("NameCap", func(t *testing.T) { testNameCap(t, open(t)) })
+	t.Run("BatchEqualsOneByOne", func(t *testing.T) { testBatchEqualsOneByOne(t, open(t), open(t)) })
 	t.Run("ActiveClients", func(t *testing.T) { testActiveClients(t, open(t)) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, open(t)) })
 	t.Run("ConcurrentAdd", func(t *testing.T) { testConcurrentAdd(t, open(t)) })
@@ -302,6 +306,74 @@ func testNameCap(t *testing.T, s store.Store) {
 	}
 	if c[0].Names[0] != "n00" || c[0].Workstation != "n20" || c[0].Activations != len(recs) {
 		t.Errorf("got %+v", c[0])
+	}
+}
+
+// mixedRecords returns n records over a dozen CMIDs with names and
+// addresses drawn from pools larger than MaxNamesPerClient, times out of
+// order and tied, refusals, renewals of differing intervals, records
+// without a CMID or a workstation: every case the inventory rules
+// distinguish, in one pseudo-random but fixed sequence.
+func mixedRecords(n int) []store.Activation {
+	rng := rand.New(rand.NewPCG(1, 2))
+	recs := make([]store.Activation, n)
+	for i := range recs {
+		r := Rec(rng.IntN(12), time.Duration(rng.IntN(40))*time.Minute)
+		r.Workstation = fmt.Sprintf("pc-%d", rng.IntN(25))
+		r.Peer = fmt.Sprintf("10.2.0.%d:%d", rng.IntN(25), 1024+i)
+		r.RenewalInterval = uint32(60 * (1 + rng.IntN(200)))
+		r.LicenseStatus = uint32(rng.IntN(6))
+		r.VM = rng.IntN(2) == 0
+		r.ClientTime = r.Received.Add(time.Duration(rng.IntN(600)-300) * time.Second)
+		switch rng.IntN(10) {
+		case 0:
+			r = Refused(r, 0xC004F042)
+		case 1:
+			r.Workstation = ""
+		case 2:
+			r = Undecrypted(time.Duration(i) * time.Second)
+		}
+		recs[i] = r
+	}
+	return recs
+}
+
+// testBatchEqualsOneByOne checks that a batch is applied exactly as its
+// records one at a time, in order: one store gets 300 mixed records one
+// per Add, the other in batches of 1, 7, 64 and the rest.
+func testBatchEqualsOneByOne(t *testing.T, one, batched store.Store) {
+	recs := mixedRecords(300)
+	for i := range recs {
+		add(t, one, recs[i])
+	}
+	rest := recs
+	for _, n := range []int{1, 7, 64, len(recs)} {
+		n = min(n, len(rest))
+		add(t, batched, rest[:n]...)
+		rest = rest[n:]
+	}
+	f := store.ClientFilter{OrderBy: "first_seen", Limit: 1000}
+	a, b := clients(t, one, f), clients(t, batched, f)
+	byCMID := func(x, y store.Client) int { return strings.Compare(x.CMID, y.CMID) }
+	slices.SortFunc(a, byCMID)
+	slices.SortFunc(b, byCMID)
+	if len(a) == 0 || len(a) != len(b) {
+		t.Fatalf("%d clients one by one, %d batched", len(a), len(b))
+	}
+	for i := range a {
+		if g, w := normClient(b[i]), normClient(a[i]); !reflect.DeepEqual(g, w) {
+			t.Errorf("client %d batched:\n got %+v\nwant %+v", i, g, w)
+		}
+	}
+	ga := query(t, one, store.ActivationFilter{Limit: 1000})
+	gb := query(t, batched, store.ActivationFilter{Limit: 1000})
+	if len(ga) != len(recs) || len(gb) != len(recs) {
+		t.Fatalf("%d and %d records stored, want %d", len(ga), len(gb), len(recs))
+	}
+	for i := range ga {
+		if g, w := normAct(gb[i]), normAct(ga[i]); !reflect.DeepEqual(g, w) {
+			t.Errorf("record %d batched:\n got %+v\nwant %+v", i, g, w)
+		}
 	}
 }
 
