@@ -178,7 +178,7 @@ func serviceInstall(opts serviceOptions, serveArgs []string) int {
 		account = "" // the manager's name for it is the empty account
 	}
 	svcArgs := append([]string{"service", "run", "--name", opts.name}, serveArgs...)
-	err = platform.InstallService(platform.ServiceConfig{
+	warnings, err := platform.InstallService(platform.ServiceConfig{
 		Name:        opts.name,
 		DisplayName: "kmsd KMS host (" + opts.name + ")",
 		Description: "Key Management Service host emulator answering KMS activation requests on TCP port 1688.",
@@ -190,6 +190,9 @@ func serviceInstall(opts serviceOptions, serveArgs []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "kmsd service install: %v\n", err)
 		return 1
+	}
+	for _, w := range warnings {
+		fmt.Fprintf(os.Stderr, "kmsd service install: warning: %s\n", w)
 	}
 	fmt.Printf("kmsd service install: %s installed; start it with 'kmsd service start", opts.name)
 	if opts.name != defaultServiceName {

@@ -22,7 +22,7 @@ type ServiceConfig struct {
 }
 
 // InstallService is available only on Windows.
-func InstallService(cfg ServiceConfig) error { return ErrNotWindows }
+func InstallService(cfg ServiceConfig) ([]string, error) { return nil, ErrNotWindows }
 
 // UninstallService is available only on Windows.
 func UninstallService(name string) error { return ErrNotWindows }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/windows"
 	"golang.org/x/sys/windows/svc"
@@ -35,20 +36,21 @@ const serviceTimeout = 30 * time.Second
 
 // InstallService registers the running executable as a service with
 // cfg.Args, restarting it after failures, and registers cfg.Name as an
-// event log source.
-func InstallService(cfg ServiceConfig) error {
+// event log source. It returns warnings for settings the service manager
+// refused without making the service unusable.
+func InstallService(cfg ServiceConfig) (warnings []string, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	m, err := connectManager()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer m.Disconnect()
 	if s, err := m.OpenService(cfg.Name); err == nil {
 		s.Close()
-		return fmt.Errorf("service %s already exists", cfg.Name)
+		return nil, fmt.Errorf("service %s already exists", cfg.Name)
 	}
 	start := uint32(mgr.StartAutomatic)
 	if cfg.Manual {
@@ -63,7 +65,7 @@ func InstallService(cfg ServiceConfig) error {
 		Password:         cfg.Password,
 	}, cfg.Args...)
 	if err != nil {
-		return fmt.Errorf("create service %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("create service %s: %w", cfg.Name, err)
 	}
 	defer s.Close()
 	// Restart after 5 s, 30 s, then every minute; forget failures after a day.
@@ -74,20 +76,23 @@ func InstallService(cfg ServiceConfig) error {
 	}
 	if err := s.SetRecoveryActions(actions, 24*60*60); err != nil {
 		s.Delete()
-		return fmt.Errorf("service %s recovery actions: %w", cfg.Name, err)
+		return nil, fmt.Errorf("service %s recovery actions: %w", cfg.Name, err)
 	}
 	// A non-zero exit code (a configuration or listener error) also counts
-	// as a failure, not only a crash.
-	if err := s.SetRecoveryActionsOnNonCrashFailures(true); err != nil {
+	// as a failure, not only a crash. A manager without this setting
+	// (Wine's) still restarts the service after a crash.
+	if err := s.SetRecoveryActionsOnNonCrashFailures(true); errors.Is(err, windows.ERROR_INVALID_LEVEL) {
+		warnings = append(warnings, fmt.Sprintf("the service manager cannot restart %s after a non-zero exit, only after a crash (%v)", cfg.Name, err))
+	} else if err != nil {
 		s.Delete()
-		return fmt.Errorf("service %s recovery actions: %w", cfg.Name, err)
+		return nil, fmt.Errorf("service %s recovery actions: %w", cfg.Name, err)
 	}
 	err = eventlog.InstallAsEventCreate(cfg.Name, eventlog.Error|eventlog.Warning|eventlog.Info)
 	if err != nil && !isKeyExists(err) {
 		s.Delete()
-		return fmt.Errorf("event log source %s: %w", cfg.Name, err)
+		return nil, fmt.Errorf("event log source %s: %w", cfg.Name, err)
 	}
-	return nil
+	return warnings, nil
 }
 
 // isKeyExists reports the error eventlog.Install returns when the source
@@ -209,9 +214,38 @@ func connectManager() (*mgr.Mgr, error) {
 }
 
 // IsWindowsService reports whether the process was started by the service
-// control manager.
+// control manager. svc.IsWindowsService also requires session 0, which
+// fails where the manager runs in another session (Windows containers,
+// Wine), so a parent process named services.exe counts too.
 func IsWindowsService() (bool, error) {
-	return svc.IsWindowsService()
+	if ok, err := svc.IsWindowsService(); ok || err != nil {
+		return ok, err
+	}
+	return parentIsServiceManager()
+}
+
+// parentIsServiceManager reports whether the parent process's executable
+// is services.exe.
+func parentIsServiceManager() (bool, error) {
+	snap, err := windows.CreateToolhelp32Snapshot(windows.TH32CS_SNAPPROCESS, 0)
+	if err != nil {
+		return false, fmt.Errorf("process list: %w", err)
+	}
+	defer windows.CloseHandle(snap)
+	self := windows.GetCurrentProcessId()
+	names := map[uint32]string{}
+	parent, found := uint32(0), false
+	e := windows.ProcessEntry32{Size: uint32(unsafe.Sizeof(windows.ProcessEntry32{}))}
+	for err = windows.Process32First(snap, &e); err == nil; err = windows.Process32Next(snap, &e) {
+		names[e.ProcessID] = windows.UTF16ToString(e.ExeFile[:])
+		if e.ProcessID == self {
+			parent, found = e.ParentProcessID, true
+		}
+	}
+	if !errors.Is(err, windows.ERROR_NO_MORE_FILES) {
+		return false, fmt.Errorf("process list: %w", err)
+	}
+	return found && strings.EqualFold(names[parent], "services.exe"), nil
 }
 
 // RunService runs body as the service name under the service control
