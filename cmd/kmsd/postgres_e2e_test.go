@@ -185,3 +185,41 @@ func TestPostgresBadDSN(t *testing.T) {
 		t.Fatalf("kmsd clients = %v, %q; want %q", err, out, want)
 	}
 }
+
+// TestPostgresSharedCounts: with -M1, hosts sharing a database count the
+// clients the other hosts served, within --count-sync.
+func TestPostgresSharedCounts(t *testing.T) {
+	pg := testpg.StartPrivate(t)
+	dsn := pg.NewDatabase(t)
+	p1, p2 := freePort(t), freePort(t)
+	a1, a2 := fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
+	host(t, "kmsd", p1, "-L", a1, "--db", dsn, "-M1", "-E1", "--count-sync", "1s")
+	host(t, "kmsd", p2, "-L", a2, "--db", dsn, "-M1", "-E1", "--count-sync", "1s")
+
+	waitRecords(t, dsn, activateN(t, a1, 3, 700), 10*time.Second)
+	// countOn activates cmid on addr until the count it is given reaches
+	// want (bounded) and returns the last count.
+	countOn := func(addr, cmid string, want int) int {
+		t.Helper()
+		got := -1
+		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(300 * time.Millisecond) {
+			out, _ := runClient(t, addr, "-l", "64", "-c", cmid, "--json")
+			if _, err := fmt.Sscanf(out[strings.Index(out, `"active_clients":`)+len(`"active_clients":`):], "%d", &got); err != nil {
+				t.Fatalf("no count in %s", out)
+			}
+			if got == want {
+				break
+			}
+		}
+		return got
+	}
+	start := time.Now()
+	if got := countOn(a2, "6f1c2b8e-4d3a-4c5b-9a7e-000000000800", 4); got != 4 {
+		t.Fatalf("host 2 counts %d clients, want 4 (3 served by host 1 and itself)", got)
+	}
+	t.Logf("host 2 counted host 1's clients after %v", time.Since(start).Round(time.Millisecond))
+	// And host 1 learns of host 2's client.
+	if got := countOn(a1, "6f1c2b8e-4d3a-4c5b-9a7e-000000000700", 4); got != 4 {
+		t.Fatalf("host 1 counts %d clients, want 4", got)
+	}
+}

@@ -130,6 +130,9 @@ func serve(args []string, asVlmcsd bool, hooks serveHooks) int {
 	}
 	defer rec.close()
 	seedClients(host, rec.store, table, logger)
+	if isPostgres(cfg.DB) {
+		rec.syncCounts(srv, cfg.CountSync)
+	}
 	listeners, err := listen(&cfg, logger)
 	if err != nil {
 		logger.Error("cannot listen", "err", err)

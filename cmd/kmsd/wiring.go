@@ -180,18 +180,30 @@ func (r *records) close() {
 }
 
 // seedClients fills the host's client lists (-M1) from the inventory: every
-// client activated within the last 30 days counts again after a restart or
-// reload, and ages out as it would have.
+// CMID activated within the lists' expiry counts again, so counts survive
+// restarts and reloads.
 func seedClients(h *kms.Host, st store.Store, t *products.Table, logger *slog.Logger) {
 	if h.Clients == nil || st == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cs, err := st.Clients(ctx, store.ClientFilter{SeenSince: time.Now().Add(-h.Clients.Expiry)})
+	n, err := seedSince(h, st, t, time.Now().Add(-h.Clients.Expiry))
 	if err != nil {
 		logger.Warn("client counts start without the stored inventory", "err", err)
 		return
+	}
+	if n > 0 {
+		logger.Info("client counts include stored clients", "clients", n)
+	}
+}
+
+// seedSince adds the clients the inventory saw activated since since to
+// the host's client lists and returns how many it read.
+func seedSince(h *kms.Host, st store.Store, t *products.Table, since time.Time) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cs, err := st.Clients(ctx, store.ClientFilter{SeenSince: since})
+	if err != nil {
+		return 0, err
 	}
 	n := 0
 	for _, c := range cs {
@@ -210,7 +222,45 @@ func seedClients(h *kms.Host, st store.Store, t *products.Table, logger *slog.Lo
 		h.Clients.Seed(app, cmid, c.LastSeen)
 		n++
 	}
-	if n > 0 {
-		logger.Info("client counts include stored clients", "clients", n)
+	return n, nil
+}
+
+// syncCounts makes -M1 counts span the hosts sharing a database: every
+// interval it adds the clients the shared inventory saw since the last
+// round (with a margin for records still queued on other hosts) to the
+// running host's lists. Failures are logged once until a round succeeds.
+func (r *records) syncCounts(srv *server.Server, interval time.Duration) {
+	if interval <= 0 || r.store == nil {
+		return
 	}
+	go func() {
+		tick := time.NewTicker(interval)
+		defer tick.Stop()
+		last, failing := time.Now(), false
+		for {
+			select {
+			case <-r.stop:
+				return
+			case <-tick.C:
+			}
+			h := srv.CurrentHost()
+			if h.Clients == nil {
+				continue
+			}
+			now := time.Now()
+			// Other hosts write in batches up to a second late; a CMID
+			// seen twice is counted once.
+			if _, err := seedSince(h, r.store, h.Table, last.Add(-interval-5*time.Second)); err != nil {
+				if !failing {
+					r.logger.Warn("client counts: cannot read the shared inventory; retrying", "err", err)
+				}
+				failing = true
+				continue
+			}
+			if failing {
+				r.logger.Info("client counts: shared inventory readable again")
+			}
+			last, failing = now, false
+		}
+	}()
 }

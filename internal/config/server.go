@@ -68,6 +68,7 @@ type Server struct {
 	ClientCount        uint32         // --client-count (py-kms -c), 0 = off
 	DB                 string         // --db: "", "memory", "sqlite:PATH", PATH, "none"
 	Retention          time.Duration  // --retention
+	CountSync          time.Duration  // --count-sync: shared database, -M1 counts
 	HTTP               string         // --http ADDR, "" = off
 	HTTPAuth           string         // --http-auth (or $KMSD_HTTP_AUTH)
 	Publish            Publish        // --publish-*
@@ -78,7 +79,7 @@ type Server struct {
 func DefaultServer() Server {
 	return Server{Port: "1688", Timeout: 30 * time.Second, BTFN: true, Randomization: 1,
 		ActivationInterval: 1440, RenewalInterval: 20160, Timestamps: true, LogFormat: "text",
-		MaxPerAddress: DefaultMaxPerAddress, Retention: 90 * 24 * time.Hour}
+		MaxPerAddress: DefaultMaxPerAddress, Retention: 90 * 24 * time.Hour, CountSync: 30 * time.Second}
 }
 
 // ServerOptions lists every host option with its vlmcsd letter.
@@ -124,6 +125,7 @@ var ServerOptions = []Option{
 	{Long: "max-per-address", HasArg: true, ArgName: "N", Help: "simultaneous connections from one address, 0 = unlimited", Default: "256"},
 	{Long: "db", HasArg: true, ArgName: "DSN", Help: "activation records: sqlite:PATH or PATH, memory, postgres://USER:PASS@HOST/DB, or none", Default: "sqlite in the state directory (memory when run as vlmcsd)"},
 	{Long: "retention", HasArg: true, ArgName: "AGE", Help: "keep activation records this long (e.g. 90d, 12h)", Default: "90d"},
+	{Long: "count-sync", HasArg: true, ArgName: "AGE", Help: "with a PostgreSQL database and -M1, add the clients other hosts served to the counts this often", Default: "30s"},
 	{Long: "http", HasArg: true, ArgName: "ADDR", Help: "serve the dashboard, /metrics, /healthz and /readyz on ADDR", Default: "off"},
 	{Long: "http-auth", HasArg: true, ArgName: "TOKEN", Help: "password or bearer token for the dashboard (required off loopback; also $KMSD_HTTP_AUTH)"},
 	{Long: "publish-domain", HasArg: true, ArgName: "DOMAIN", Help: "publish _vlmcs._tcp.DOMAIN SRV by RFC 2136 dynamic update (repeatable)", Default: "off"},
@@ -266,6 +268,8 @@ func (c *Server) apply(o *Option, v string) error {
 			c.DB = v
 		case "retention":
 			c.Retention, err = ParseAge(v)
+		case "count-sync":
+			c.CountSync, err = ParseAge(v)
 		case "http":
 			c.HTTP = v
 		case "http-auth":
