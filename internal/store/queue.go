@@ -35,8 +35,13 @@ const (
 // is back the queue catches up. A store applies a batch atomically, so a
 // retried batch is never stored twice.
 //
-// Close (on SIGTERM) stops taking records, writes everything queued and
-// closes the store.
+// While a full batch is already waiting after a commit (a flood far above
+// any real client population's rate), the writer pauses for three times
+// the commit's duration, so that it takes at most a quarter of one core
+// from answering; records beyond what it writes are dropped and counted.
+//
+// Close (on SIGTERM) stops taking records, writes everything queued
+// (without pauses) and closes the store.
 //
 // Loss bound: a record is durable once its batch is committed (for sqlite,
 // WAL mode makes a commit survive the process being killed). If the
@@ -178,8 +183,34 @@ func (q *Queue) run() {
 		}
 		timer.Stop()
 		if len(buf) > 0 {
+			began := time.Now()
 			buf = q.commit(buf)
+			if len(q.ch) >= q.batch {
+				q.yield(time.Since(began))
+			}
 		}
+	}
+}
+
+// writerPause is the pause after a batch, in multiples of the time the
+// batch took, while a full batch is already waiting: under a sustained
+// flood the writer uses at most a quarter of one core and answering
+// clients keeps the rest; what the writer cannot take is dropped and
+// counted. At ordinary rates the queue empties and the writer never
+// pauses.
+const (
+	writerPause    = 3
+	maxWriterPause = 2 * time.Second
+)
+
+// yield pauses the writer after a batch that took d, unless Close asks it
+// to finish.
+func (q *Queue) yield(d time.Duration) {
+	t := time.NewTimer(min(writerPause*d, maxWriterPause))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-q.stop:
 	}
 }
 

@@ -112,6 +112,46 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	t.Logf("%d enqueues in %v; %d accepted", n, elapsed, accepted)
 }
 
+// TestWriterYieldsUnderBacklog: with a backlog the writer spends at most
+// a quarter of its time writing; without one it writes at once; Close
+// writes everything without pausing.
+func TestWriterYieldsUnderBacklog(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &fakeStore{delay: 10 * time.Millisecond}
+		q := store.NewQueue(f, 10_000, 100, 10*time.Millisecond, nil)
+		for i := range 5000 {
+			q.Enqueue(storetest.Rec(i, 0))
+		}
+		time.Sleep(time.Second)
+		f.mu.Lock()
+		batches := len(f.batches)
+		f.mu.Unlock()
+		// Busy 10 ms and paused 30 ms per batch: 25 batches a second
+		// (100 without the pauses).
+		if batches < 24 || batches > 26 {
+			t.Errorf("%d batches written in 1 s of backlog, want 25", batches)
+		}
+		closeQueue(t, q)
+		if got := len(f.records()); got != 5000 {
+			t.Errorf("%d records after Close, want 5000", got)
+		}
+
+		// No backlog: a record is written within the flush interval and
+		// the write, with no pause.
+		f2 := &fakeStore{delay: 10 * time.Millisecond}
+		q2 := store.NewQueue(f2, 10_000, 100, 10*time.Millisecond, nil)
+		defer closeQueue(t, q2)
+		for i := range 3 {
+			q2.Enqueue(storetest.Rec(i, 0))
+			time.Sleep(20 * time.Millisecond)
+			synctest.Wait()
+			if got := len(f2.records()); got != i+1 {
+				t.Errorf("record %d: %d written after 20 ms, want %d", i, got, i+1)
+			}
+		}
+	})
+}
+
 func TestRecovery(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		f := &fakeStore{down: true}
