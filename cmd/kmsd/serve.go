@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	crand "crypto/rand"
 	"errors"
@@ -495,14 +496,26 @@ func shutdown(srv *server.Server) {
 // logSetup owns the log destination: stderr by default, stdout with -e,
 // a file with -l (reopened on SIGHUP so logrotate works). Times are UTC;
 // -T0 drops them; -v sets the debug level.
+//
+// A line is written at once unless another was written less than
+// logFlushDelay before; then it waits in a buffer, written at most
+// logFlushDelay later (or when 32 KiB are waiting). A quiet host's lines
+// appear as they happen and a busy host makes one write system call per
+// batch of lines instead of one per activation. Close writes what is left.
 type logSetup struct {
 	Logger *slog.Logger
 	level  slog.LevelVar
 	mu     sync.Mutex
 	path   string
 	f      *os.File
-	w      io.Writer
+	w      io.Writer     // the destination
+	buf    *bufio.Writer // over w; nil when Logger was given
+	timer  *time.Timer   // flushes buf
+	last   time.Time     // of the last write to w
 }
+
+// logFlushDelay is how long a log line may wait in the buffer.
+const logFlushDelay = 100 * time.Millisecond
 
 func newLogSetup(cfg *config.Server) (*logSetup, error) {
 	ls := &logSetup{w: os.Stderr}
@@ -514,6 +527,7 @@ func newLogSetup(cfg *config.Server) (*logSetup, error) {
 			return nil, err
 		}
 	}
+	ls.buffer()
 	ls.SetVerbose(cfg.Verbose)
 	opts := &slog.HandlerOptions{Level: &ls.level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 		if a.Key == slog.TimeKey && len(groups) == 0 {
@@ -532,6 +546,13 @@ func newLogSetup(cfg *config.Server) (*logSetup, error) {
 	return ls, nil
 }
 
+// buffer puts the write buffer in front of the destination.
+func (l *logSetup) buffer() {
+	l.buf = bufio.NewWriterSize(l.w, 32<<10)
+	l.timer = time.AfterFunc(time.Hour, l.flush)
+	l.timer.Stop()
+}
+
 // SetVerbose switches between the info and debug levels.
 func (l *logSetup) SetVerbose(v bool) {
 	if v {
@@ -544,7 +565,26 @@ func (l *logSetup) SetVerbose(v bool) {
 func (l *logSetup) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.w.Write(p)
+	if l.buf.Buffered() == 0 {
+		if now := time.Now(); now.Sub(l.last) >= logFlushDelay {
+			n, err := l.buf.Write(p)
+			if err == nil {
+				err = l.buf.Flush()
+			}
+			l.last = now
+			return n, err
+		}
+		l.timer.Reset(logFlushDelay)
+	}
+	return l.buf.Write(p)
+}
+
+// flush writes the buffered lines.
+func (l *logSetup) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf.Flush()
+	l.last = time.Now()
 }
 
 // Reopen reopens the log file (after logrotate moved it).
@@ -558,6 +598,10 @@ func (l *logSetup) Reopen() error {
 	}
 	l.mu.Lock()
 	old := l.f
+	if l.buf != nil {
+		l.buf.Flush() // the lines so far go to the old file
+		l.buf.Reset(f)
+	}
 	l.f, l.w = f, f
 	l.mu.Unlock()
 	if old != nil {
@@ -566,10 +610,14 @@ func (l *logSetup) Reopen() error {
 	return nil
 }
 
-// Close closes the log file.
+// Close writes the buffered lines and closes the log file.
 func (l *logSetup) Close() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.buf != nil {
+		l.timer.Stop()
+		l.buf.Flush()
+	}
 	if l.f != nil {
 		l.f.Close()
 	}
