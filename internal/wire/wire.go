@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+	"unicode"
 	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // ErrShort is returned by a Reader that ran past the end of its input.
@@ -241,15 +243,33 @@ func PutUTF16(dst []byte, s string) int {
 
 // UTF16String decodes UTF-16LE from b up to the first NUL unit (or the end).
 func UTF16String(b []byte) string {
-	units := make([]uint16, 0, len(b)/2)
-	for i := 0; i+1 < len(b); i += 2 {
-		u := binary.LittleEndian.Uint16(b[i:])
-		if u == 0 {
+	n := len(b) / 2
+	for i := range n {
+		if b[2*i] == 0 && b[2*i+1] == 0 {
+			n = i
 			break
 		}
-		units = append(units, u)
 	}
-	return string(utf16.Decode(units))
+	// Decoded into a buffer on the stack (a workstation name, the longest
+	// field, fits), so the string is the only allocation.
+	var arr [256]byte
+	out := arr[:0]
+	for i := 0; i < n; i++ {
+		r := rune(binary.LittleEndian.Uint16(b[2*i:]))
+		switch {
+		case !utf16.IsSurrogate(r):
+		case r < 0xDC00 && i+1 < n:
+			// A high surrogate: paired with a low one, or not a character.
+			r = utf16.DecodeRune(r, rune(binary.LittleEndian.Uint16(b[2*i+2:])))
+			if r != unicode.ReplacementChar {
+				i++
+			}
+		default:
+			r = unicode.ReplacementChar
+		}
+		out = utf8.AppendRune(out, r)
+	}
+	return string(out)
 }
 
 // AppendUTF16Z appends s as UTF-16LE followed by a NUL unit.

@@ -2,9 +2,12 @@ package wire_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"math/rand/v2"
 	"testing"
 	"time"
+	"unicode/utf16"
 
 	"kmsd/internal/wire"
 )
@@ -61,5 +64,37 @@ func TestReaderSticky(t *testing.T) {
 	r := wire.NewReader([]byte{1, 2, 3})
 	if r.U16() != 0x0201 || r.U32() != 0 || !errors.Is(r.Err(), wire.ErrShort) || r.U8() != 0 {
 		t.Error("reader error is not sticky")
+	}
+}
+
+// TestUTF16StringMatchesDecode compares UTF16String with the standard
+// library's decoding (up to the first NUL unit) on 20,000 pseudo-random
+// inputs rich in surrogates, NULs and odd lengths.
+func TestUTF16StringMatchesDecode(t *testing.T) {
+	ref := func(b []byte) string {
+		var units []uint16
+		for i := 0; i+1 < len(b); i += 2 {
+			u := binary.LittleEndian.Uint16(b[i:])
+			if u == 0 {
+				break
+			}
+			units = append(units, u)
+		}
+		return string(utf16.Decode(units))
+	}
+	pool := []uint16{0, 'a', 'Z', 0x00e9, 0x4e2d, 0xd800, 0xdbff, 0xdc00, 0xdfff, 0xd83d, 0xde00, 0xfffd, 0xffff}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		b := make([]byte, rng.IntN(300))
+		for i := 0; i+1 < len(b); i += 2 {
+			u := pool[rng.IntN(len(pool))]
+			if rng.IntN(8) == 0 {
+				u = uint16(rng.Uint32())
+			}
+			binary.LittleEndian.PutUint16(b[i:], u)
+		}
+		if got, want := wire.UTF16String(b), ref(b); got != want {
+			t.Fatalf("UTF16String(% x) = %q, want %q", b, got, want)
+		}
 	}
 }
