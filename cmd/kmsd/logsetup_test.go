@@ -1,38 +1,20 @@
 package main
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"kmsd/internal/syncbuf"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the flushing timer's goroutine.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestLogLinesBatchWhenBusy: a line after a quiet spell is written at
 // once; lines close behind it wait at most logFlushDelay; Close writes
 // what is left.
 func TestLogLinesBatchWhenBusy(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var out lockedBuffer
+		var out syncbuf.Buffer
 		ls := &logSetup{w: &out}
 		ls.buffer()
 		ls.Write([]byte("one\n"))

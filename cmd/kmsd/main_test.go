@@ -12,11 +12,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"kmsd/internal/syncbuf"
 	"kmsd/internal/testdns"
 )
 
@@ -49,25 +49,7 @@ func freePort(t *testing.T) int {
 }
 
 // host starts `kmsdBinary args...` and waits until port accepts connections.
-// syncBuffer is a bytes.Buffer safe for the writing process and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *syncBuffer) {
+func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
 	path := kmsdBinary
 	if name != "kmsd" {
@@ -80,7 +62,7 @@ func host(t *testing.T, name string, port int, args ...string) (*exec.Cmd, *sync
 	if !slices.Contains(args, "--db") {
 		args = append(args, "--db", "memory")
 	}
-	var logbuf syncBuffer
+	var logbuf syncbuf.Buffer
 	cmd := exec.Command(path, args...)
 	cmd.Stderr, cmd.Stdout = &logbuf, &logbuf
 	if err := cmd.Start(); err != nil {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"kmsd/internal/client"
+	"kmsd/internal/syncbuf"
 	"kmsd/internal/testdns"
 )
 
@@ -48,7 +49,7 @@ func waitSRV(t *testing.T, server, domain string, present bool, limit time.Durat
 // publishes, and stop withdraws; a refused key is logged with its rcode
 // and never blocks.
 func TestStartPublisher(t *testing.T) {
-	var logbuf syncBuffer
+	var logbuf syncbuf.Buffer
 	logger := slog.New(slog.NewTextHandler(&logbuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	bad := []struct {
 		opts publishOptions

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"kmsd/internal/syncbuf"
 )
 
 const (
@@ -138,32 +140,11 @@ func (c *tally) table() string {
 // ---------------------------------------------------------------------------
 // processes
 
-// syncBuffer is a goroutine-safe output sink for a long-running server.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 4<<20 { // keep memory bounded
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type server struct {
 	name string
 	addr string // 127.0.0.1:port
 	argv []string
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 }
 
 // freePort asks the kernel for an unused loopback port.
@@ -185,7 +166,7 @@ func startServer(t *testing.T, name string, argv func(port int) []string) *serve
 	for attempt := 0; attempt < 5; attempt++ {
 		port := freePort(t)
 		args := argv(port)
-		out := &syncBuffer{}
+		out := syncbuf.New(4 << 20) // bounded
 		ctx, cancel := context.WithCancel(context.Background())
 		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 		cmd.Dir = t.TempDir()

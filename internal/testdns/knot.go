@@ -11,12 +11,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"kmsd/internal/syncbuf"
 )
 
 // Key is a TSIG key the authoritative server knows.
@@ -41,28 +42,11 @@ type Auth struct {
 	Key      Key      // allowed to update every zone
 	WrongKey Key      // known to the server but not allowed to update
 	Token    string   // TXT of token.<zone>, unique to this server
-	log      *syncLog
+	log      *syncbuf.Buffer
 }
 
 // Log is what the server has logged so far.
 func (a *Auth) Log() string { return a.log.String() }
-
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func knotd() (string, bool) {
 	if p, err := exec.LookPath("knotd"); err == nil {
@@ -129,7 +113,7 @@ func StartAuthoritative(t testing.TB) *Auth {
 		Key:      newKey("kmsd-update"),
 		WrongKey: newKey("kmsd-other"),
 		Token:    newKey("t").Secret,
-		log:      &syncLog{},
+		log:      &syncbuf.Buffer{},
 	}
 	data := t.TempDir()
 	for _, z := range a.Zones {

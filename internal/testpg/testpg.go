@@ -36,6 +36,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"kmsd/internal/syncbuf"
 )
 
 // EnvDSN names an existing server to use instead of a private one.
@@ -66,7 +68,7 @@ type private struct {
 	cred      *syscall.Credential
 	mu        sync.Mutex
 	cmd       *exec.Cmd
-	log       *logBuffer
+	log       *syncbuf.Buffer
 	exited    chan struct{}
 }
 
@@ -292,7 +294,7 @@ func initCluster(bin string) (*private, error) {
 		return nil, err
 	}
 	p := &private{dir: dir, data: filepath.Join(dir, "data"), postgres: filepath.Join(bin, "postgres"),
-		cred: cred, log: &logBuffer{}}
+		cred: cred, log: syncbuf.New(1 << 20)}
 	if cred != nil {
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
 			os.RemoveAll(dir)
@@ -373,25 +375,4 @@ func (p *private) stop() error {
 func (p *private) dsn(db string) string {
 	q := url.Values{"host": {p.dir}, "port": {strconv.Itoa(socketPort)}, "sslmode": {"disable"}}
 	return (&url.URL{Scheme: "postgres", User: url.User(role), Path: "/" + db, RawQuery: q.Encode()}).String()
-}
-
-// logBuffer keeps the server's output for error messages.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.b.Len() < 1<<20 {
-		l.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
