@@ -65,3 +65,35 @@ func roundTripB(b *testing.B, nc net.Conn, pdu []byte) {
 	body := make([]byte, int(hdr[8])|int(hdr[9])<<8-16)
 	io.ReadFull(nc, body)
 }
+
+// BenchmarkNewConnectionLoopback is what Windows clients do: connect, bind,
+// one request, close; the host logs each activation as it does by default.
+func BenchmarkNewConnectionLoopback(b *testing.B) {
+	addr, _ := start(b, func(s *server.Server) {
+		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s.MaxPerAddr = 0
+	})
+	table := products.Builtin()
+	opt := client.DefaultOptions(table, testEnv(9))
+	opt.Product = 63
+	c := &client.Client{Opt: opt}
+	base, _ := c.BuildBase()
+	payload := kms.EncodeRequest(nil, &base, [16]byte{1})
+	bind := rpc.Bind{Flags: 3, CallID: 1, MaxXmitFrag: 5840, MaxRecvFrag: 5840,
+		Contexts: []rpc.ContextElem{{ID: 0, Abstract: rpc.KMSInterface, Transfer: []rpc.SyntaxID{rpc.NDR32Syntax}}}}
+	bindPDU, _ := bind.Encode(nil)
+	stub := rpc.AppendRequestStub(nil, rpc.NDR32, payload)
+	req := rpc.Request{Flags: 3, CallID: 2, AllocHint: uint32(len(stub)), Stub: stub}
+	reqPDU, _ := req.Encode(nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		roundTripB(b, nc, bindPDU)
+		roundTripB(b, nc, reqPDU)
+		nc.Close()
+	}
+}

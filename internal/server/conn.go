@@ -301,21 +301,35 @@ func (c *conn) fault(req *rpc.Request, status uint32, out []byte) ([]byte, error
 // into a log line.
 func (c *conn) logEnd(err error) {
 	l := c.srv.Logger
-	var le *rpc.LimitError
-	var ne net.Error
+	ctx := context.Background()
+	// LogAttrs: the line of an ordinary close is at debug level and must
+	// cost nothing (no boxed arguments) when that level is off.
+	peer := slog.String("peer", c.peerText())
 	switch {
 	case err == nil, errors.Is(err, errClientClosed), errors.Is(err, errDisconnect), errors.Is(err, net.ErrClosed):
-		l.Debug("connection closed", "peer", c.peerText())
-	case errors.As(err, &le):
-		l.Warn("connection closed: limit exceeded", "peer", c.peerText(), "err", err)
-	case errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
-		l.Info("connection closed: idle timeout", "peer", c.peerText())
+		l.LogAttrs(ctx, slog.LevelDebug, "connection closed", peer)
+	case isLimit(err):
+		l.LogAttrs(ctx, slog.LevelWarn, "connection closed: limit exceeded", peer, slog.Any("err", err))
+	case isTimeout(err):
+		l.LogAttrs(ctx, slog.LevelInfo, "connection closed: idle timeout", peer)
 	case errors.Is(err, rpc.ErrShortPDU), errors.Is(err, rpc.ErrMalformed), errors.Is(err, rpc.ErrUnknownType),
 		errors.Is(err, rpc.ErrBadVersion), errors.Is(err, io.ErrUnexpectedEOF):
-		l.Warn("connection closed: bad input", "peer", c.peerText(), "err", err)
+		l.LogAttrs(ctx, slog.LevelWarn, "connection closed: bad input", peer, slog.Any("err", err))
 	default:
-		l.Info("connection closed", "peer", c.peerText(), "err", err)
+		l.LogAttrs(ctx, slog.LevelInfo, "connection closed", peer, slog.Any("err", err))
 	}
+}
+
+// isLimit and isTimeout keep errors.As's targets off the heap on the
+// ordinary path (an ordinary close checks neither).
+func isLimit(err error) bool {
+	var le *rpc.LimitError
+	return errors.As(err, &le)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
 
 // report logs one line per activation and passes the decision on.
