@@ -18,27 +18,13 @@ import (
 // loopback connection: request PDU out, host work, response PDU back,
 // with the host logging one info line per activation (to io.Discard).
 func BenchmarkActivationLoopback(b *testing.B) {
-	addr, _ := start(b, func(s *server.Server) {
-		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-	})
-	table := products.Builtin()
-	opt := client.DefaultOptions(table, testEnv(9))
-	opt.Product = 63
-	c := &client.Client{Opt: opt}
-	base, _ := c.BuildBase()
-	payload := kms.EncodeRequest(nil, &base, [16]byte{1})
+	addr, bindPDU, pdu := benchHost(b)
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer nc.Close()
-	bind := rpc.Bind{Flags: 3, CallID: 1, MaxXmitFrag: 5840, MaxRecvFrag: 5840,
-		Contexts: []rpc.ContextElem{{ID: 0, Abstract: rpc.KMSInterface, Transfer: []rpc.SyntaxID{rpc.NDR32Syntax}}}}
-	pdu, _ := bind.Encode(nil)
-	roundTripB(b, nc, pdu)
-	stub := rpc.AppendRequestStub(nil, rpc.NDR32, payload)
-	req := rpc.Request{Flags: 3, CallID: 2, AllocHint: uint32(len(stub)), Stub: stub}
-	pdu, _ = req.Encode(nil)
+	roundTripB(b, nc, bindPDU)
 	buf := make([]byte, 512)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -69,22 +55,7 @@ func roundTripB(b *testing.B, nc net.Conn, pdu []byte) {
 // BenchmarkNewConnectionLoopback is what Windows clients do: connect, bind,
 // one request, close; the host logs each activation as it does by default.
 func BenchmarkNewConnectionLoopback(b *testing.B) {
-	addr, _ := start(b, func(s *server.Server) {
-		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
-		s.MaxPerAddr = 0
-	})
-	table := products.Builtin()
-	opt := client.DefaultOptions(table, testEnv(9))
-	opt.Product = 63
-	c := &client.Client{Opt: opt}
-	base, _ := c.BuildBase()
-	payload := kms.EncodeRequest(nil, &base, [16]byte{1})
-	bind := rpc.Bind{Flags: 3, CallID: 1, MaxXmitFrag: 5840, MaxRecvFrag: 5840,
-		Contexts: []rpc.ContextElem{{ID: 0, Abstract: rpc.KMSInterface, Transfer: []rpc.SyntaxID{rpc.NDR32Syntax}}}}
-	bindPDU, _ := bind.Encode(nil)
-	stub := rpc.AppendRequestStub(nil, rpc.NDR32, payload)
-	req := rpc.Request{Flags: 3, CallID: 2, AllocHint: uint32(len(stub)), Stub: stub}
-	reqPDU, _ := req.Encode(nil)
+	addr, bindPDU, reqPDU := benchHost(b)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
@@ -96,4 +67,26 @@ func BenchmarkNewConnectionLoopback(b *testing.B) {
 		roundTripB(b, nc, reqPDU)
 		nc.Close()
 	}
+}
+
+// benchHost starts a host logging one info line per activation (to
+// io.Discard), without a per-address cap, and returns its address, a bind
+// PDU and a V6 request PDU for Windows 10/11 Professional.
+func benchHost(b *testing.B) (addr string, bindPDU, reqPDU []byte) {
+	addr, _ = start(b, func(s *server.Server) {
+		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s.MaxPerAddr = 0
+	})
+	opt := client.DefaultOptions(products.Builtin(), testEnv(9))
+	opt.Product = 63
+	c := &client.Client{Opt: opt}
+	base, _ := c.BuildBase()
+	payload := kms.EncodeRequest(nil, &base, [16]byte{1})
+	bind := rpc.Bind{Flags: 3, CallID: 1, MaxXmitFrag: 5840, MaxRecvFrag: 5840,
+		Contexts: []rpc.ContextElem{{ID: 0, Abstract: rpc.KMSInterface, Transfer: []rpc.SyntaxID{rpc.NDR32Syntax}}}}
+	bindPDU, _ = bind.Encode(nil)
+	stub := rpc.AppendRequestStub(nil, rpc.NDR32, payload)
+	req := rpc.Request{Flags: 3, CallID: 2, AllocHint: uint32(len(stub)), Stub: stub}
+	reqPDU, _ = req.Encode(nil)
+	return addr, bindPDU, reqPDU
 }
