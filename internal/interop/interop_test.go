@@ -28,6 +28,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -159,7 +160,9 @@ func freePort(t *testing.T) int {
 }
 
 // startServer starts argv(port) on a free port and waits until it accepts
-// connections. The process is killed when t finishes.
+// connections. The process is stopped when t finishes: SIGTERM, then
+// SIGKILL after 3 s. (vlmcsd -M1 holds a 768 MiB System V shared memory
+// segment that only a clean exit removes; SIGKILL leaked one per run.)
 func startServer(t *testing.T, name string, argv func(port int) []string) *server {
 	t.Helper()
 	var lastErr string
@@ -172,6 +175,7 @@ func startServer(t *testing.T, name string, argv func(port int) []string) *serve
 		cmd.Dir = t.TempDir()
 		cmd.Stdout = out
 		cmd.Stderr = out
+		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 		cmd.WaitDelay = 3 * time.Second
 		if err := cmd.Start(); err != nil {
 			cancel()
