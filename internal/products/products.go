@@ -145,7 +145,7 @@ func (t *Table) Index() {
 		if _, dup := x.sku[p.SKU]; !dup {
 			x.sku[p.SKU] = i
 		}
-		x.names[asciiLower(p.Name)] = i
+		x.names[wire.ASCIILower(p.Name)] = i
 	}
 	t.idx = x
 }
@@ -218,7 +218,7 @@ func (t *Table) Lookup(arg string) (int, bool) {
 
 func (t *Table) productByName(name string) int {
 	if t.idx != nil {
-		if i, ok := t.idx.names[asciiLower(name)]; ok {
+		if i, ok := t.idx.names[wire.ASCIILower(name)]; ok {
 			return i
 		}
 		return -1
@@ -315,21 +315,6 @@ func (t *Table) productMatches(p Product, q string) bool {
 	return false
 }
 
-func asciiLower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if 'A' <= b[j] && b[j] <= 'Z' {
-					b[j] += 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
-}
-
 func asciiEqualFold(a, b string) bool {
-	return len(a) == len(b) && asciiLower(a) == asciiLower(b)
+	return len(a) == len(b) && wire.ASCIILower(a) == wire.ASCIILower(b)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"kmsd/internal/wire"
 )
 
 // Filter semantics shared by every backend: Since is inclusive, Until
@@ -37,14 +39,14 @@ func (f *ClientFilter) Match(c *Client) bool {
 	case f.Search == "":
 		return true
 	}
-	q := asciiLower(f.Search)
+	q := wire.ASCIILower(f.Search)
 	for _, s := range [...]string{c.CMID, c.Workstation, c.Product, c.Peer} {
-		if strings.Contains(asciiLower(s), q) {
+		if strings.Contains(wire.ASCIILower(s), q) {
 			return true
 		}
 	}
 	for _, s := range slices.Concat(c.Names, c.Addresses) {
-		if strings.Contains(asciiLower(s), q) {
+		if strings.Contains(wire.ASCIILower(s), q) {
 			return true
 		}
 	}
@@ -121,14 +123,4 @@ func Page[T any](s []T, offset, limit int) []T {
 		s = s[:limit]
 	}
 	return s
-}
-
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }

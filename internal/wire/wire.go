@@ -292,3 +292,21 @@ func UTF16Len(s string) int {
 	}
 	return n
 }
+
+// ASCIILower folds the ASCII letters of s to lower case and leaves every
+// other byte alone (unlike strings.ToLower, independent of Unicode case
+// rules); s itself is returned when it has no upper-case ASCII letter.
+func ASCIILower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

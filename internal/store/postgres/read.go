@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"kmsd/internal/store"
+	"kmsd/internal/wire"
 )
 
 const activationColumns = `id, received, host, peer, protocol, hresult, n_policy, workstation, cmid,
@@ -120,16 +121,6 @@ func lowerASCII(expr string) string {
 	return "translate(" + expr + ", 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', 'abcdefghijklmnopqrstuvwxyz')"
 }
 
-func asciiLower(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
-}
-
 // Clients returns the matching inventory rows.
 func (s *Store) Clients(ctx context.Context, f store.ClientFilter) ([]store.Client, error) {
 	order, ok := clientOrder[f.OrderBy]
@@ -149,7 +140,7 @@ func (s *Store) Clients(ctx context.Context, f store.ClientFilter) ([]store.Clie
 	}
 	if f.Search != "" {
 		// strpos, not LIKE: the search text is literal.
-		p := w.arg(asciiLower(f.Search))
+		p := w.arg(wire.ASCIILower(f.Search))
 		var alts []string
 		for _, col := range []string{"cmid", "workstation", "product", "peer"} {
 			alts = append(alts, "strpos("+lowerASCII(col)+", "+p+") > 0")
