@@ -15,6 +15,17 @@ import (
 // ErrUnsupported is returned where the system lacks a feature.
 var ErrUnsupported = errors.New("platform: not supported on this system")
 
+// ServiceConfig describes a Windows service to install.
+type ServiceConfig struct {
+	Name        string   // service name, also the event log source
+	DisplayName string   // name shown by services.msc
+	Description string   // description shown by services.msc
+	Account     string   // account the service runs as ("" = LocalSystem)
+	Password    string   // password of Account (none for built-in accounts)
+	Manual      bool     // start on demand instead of at boot
+	Args        []string // arguments after the executable's path
+}
+
 // WritePidFile writes the process id to path.
 func WritePidFile(path string) error {
 	return os.WriteFile(path, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644)

@@ -10,17 +10,6 @@ import (
 // ErrNotWindows is returned by the Windows service functions elsewhere.
 var ErrNotWindows = errors.New("platform: Windows services are available only on Windows")
 
-// ServiceConfig describes a Windows service to install.
-type ServiceConfig struct {
-	Name        string   // service name, also the event log source
-	DisplayName string   // name shown by services.msc
-	Description string   // description shown by services.msc
-	Account     string   // account the service runs as ("" = LocalSystem)
-	Password    string   // password of Account (none for built-in accounts)
-	Manual      bool     // start on demand instead of at boot
-	Args        []string // arguments after the executable's path
-}
-
 // InstallService is available only on Windows.
 func InstallService(cfg ServiceConfig) ([]string, error) { return nil, ErrNotWindows }
 

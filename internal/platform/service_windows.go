@@ -20,17 +20,6 @@ import (
 	"golang.org/x/sys/windows/svc/mgr"
 )
 
-// ServiceConfig describes a Windows service to install.
-type ServiceConfig struct {
-	Name        string   // service name, also the event log source
-	DisplayName string   // name shown by services.msc
-	Description string   // description shown by services.msc
-	Account     string   // account the service runs as ("" = LocalSystem)
-	Password    string   // password of Account (none for built-in accounts)
-	Manual      bool     // start on demand instead of at boot
-	Args        []string // arguments after the executable's path
-}
-
 // serviceTimeout bounds the wait for a service to start or stop.
 const serviceTimeout = 30 * time.Second
 
@@ -104,16 +93,11 @@ func isKeyExists(err error) bool {
 // UninstallService stops the service if it runs, deletes it and removes
 // its event log source.
 func UninstallService(name string) error {
-	m, err := connectManager()
+	s, done, err := openService(name)
 	if err != nil {
 		return err
 	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("service %s: %w", name, err)
-	}
-	defer s.Close()
+	defer done()
 	if st, err := s.Query(); err == nil && st.State != svc.Stopped {
 		if err := stopAndWait(s); err != nil {
 			return err
@@ -129,16 +113,11 @@ func UninstallService(name string) error {
 // StartService starts the service and waits until it runs; a service that
 // stops during start-up returns its exit code as the error.
 func StartService(name string) error {
-	m, err := connectManager()
+	s, done, err := openService(name)
 	if err != nil {
 		return err
 	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("service %s: %w", name, err)
-	}
-	defer s.Close()
+	defer done()
 	if err := s.Start(); err != nil {
 		return fmt.Errorf("start service %s: %w", name, err)
 	}
@@ -164,16 +143,11 @@ func StartService(name string) error {
 
 // StopService asks the service to stop and waits until it has.
 func StopService(name string) error {
-	m, err := connectManager()
+	s, done, err := openService(name)
 	if err != nil {
 		return err
 	}
-	defer m.Disconnect()
-	s, err := m.OpenService(name)
-	if err != nil {
-		return fmt.Errorf("service %s: %w", name, err)
-	}
-	defer s.Close()
+	defer done()
 	return stopAndWait(s)
 }
 
@@ -200,6 +174,21 @@ func exitCode(st svc.Status) uint32 {
 		return st.ServiceSpecificExitCode
 	}
 	return st.Win32ExitCode
+}
+
+// openService connects to the service manager and opens the service name;
+// done closes both.
+func openService(name string) (s *mgr.Service, done func(), err error) {
+	m, err := connectManager()
+	if err != nil {
+		return nil, nil, err
+	}
+	s, err = m.OpenService(name)
+	if err != nil {
+		m.Disconnect()
+		return nil, nil, fmt.Errorf("service %s: %w", name, err)
+	}
+	return s, func() { s.Close(); m.Disconnect() }, nil
 }
 
 func connectManager() (*mgr.Mgr, error) {
