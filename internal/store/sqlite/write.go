@@ -127,8 +127,9 @@ func (s *Store) Add(ctx context.Context, recs []store.Activation) error {
 		return fmt.Errorf("sqlite: add: %w", err)
 	}
 	defer tx.Rollback()
-	b := batchRows{recs: recs}
-	b.collect()
+	var b batchRows
+	b.collect(recs)
+	bound := map[*sql.Stmt]*sql.Stmt{} // the statements bound to tx, made once each
 	for _, step := range []struct {
 		stmts   map[int]*sql.Stmt
 		rows    [][]any
@@ -136,7 +137,7 @@ func (s *Store) Add(ctx context.Context, recs []store.Activation) error {
 	}{{s.stmts.activation, b.activations, rowsPerStmt}, {s.stmts.client, b.clients, rowsPerStmt},
 		{s.stmts.name, b.names, rowsPerStmt}, {s.stmts.name, b.namesOneByOne, 1},
 		{s.stmts.addr, b.addrs, rowsPerStmt}, {s.stmts.addr, b.addrsOneByOne, 1}} {
-		if err := execRows(ctx, tx, step.stmts, step.rows, step.maxRows); err != nil {
+		if err := execRows(ctx, tx, bound, step.stmts, step.rows, step.maxRows); err != nil {
 			return fmt.Errorf("sqlite: add: %w", err)
 		}
 	}
@@ -147,8 +148,9 @@ func (s *Store) Add(ctx context.Context, recs []store.Activation) error {
 }
 
 // execRows runs rows through the statements of stmts in order, as many
-// rows per statement as stmtSizes and maxRows allow.
-func execRows(ctx context.Context, tx *sql.Tx, stmts map[int]*sql.Stmt, rows [][]any, maxRows int) error {
+// rows per statement as stmtSizes and maxRows allow; bound caches the
+// statements bound to tx across calls.
+func execRows(ctx context.Context, tx *sql.Tx, bound map[*sql.Stmt]*sql.Stmt, stmts map[int]*sql.Stmt, rows [][]any, maxRows int) error {
 	var args []any
 	for len(rows) > 0 {
 		n := 1
@@ -162,7 +164,12 @@ func execRows(ctx context.Context, tx *sql.Tx, stmts map[int]*sql.Stmt, rows [][
 		for _, r := range rows[:n] {
 			args = append(args, r...)
 		}
-		if _, err := tx.StmtContext(ctx, stmts[n]).ExecContext(ctx, args...); err != nil {
+		st, ok := bound[stmts[n]]
+		if !ok {
+			st = tx.StmtContext(ctx, stmts[n])
+			bound[stmts[n]] = st
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
 			return err
 		}
 		rows = rows[n:]
@@ -172,15 +179,14 @@ func execRows(ctx context.Context, tx *sql.Tx, stmts map[int]*sql.Stmt, rows [][
 
 // batchRows turns a batch into the argument rows of each statement.
 type batchRows struct {
-	recs                               []store.Activation
 	activations, clients, names, addrs [][]any
 	namesOneByOne, addrsOneByOne       [][]any // rows that need a statement each
 }
 
-func (b *batchRows) collect() {
+func (b *batchRows) collect(recs []store.Activation) {
 	var names, addrs pairList
-	for i := range b.recs {
-		a := &b.recs[i]
+	for i := range recs {
+		a := &recs[i]
 		b.activations = append(b.activations, []any{micros(a.Received), a.Host, a.Peer, a.Protocol, a.HResult,
 			a.NPolicy, a.Workstation, a.CMID, a.PreviousCMID, nullMicros(a.ClientTime), a.VM, a.LicenseStatus,
 			a.BindingExpiration, a.AppID, a.SKUID, a.KMSID, a.Product, a.KMSName, a.Count, a.EPID,
