@@ -17,28 +17,9 @@ func DropPrivileges(userName, groupName string) error {
 	if userName == "" && groupName == "" {
 		return nil
 	}
-	uid, gid := -1, -1
-	if groupName != "" {
-		g, err := lookupGroup(groupName)
-		if err != nil {
-			return err
-		}
-		gid = g
-	}
-	if userName != "" {
-		u, err := user.Lookup(userName)
-		if err != nil {
-			if n, nerr := strconv.Atoi(userName); nerr == nil {
-				uid = n
-			} else {
-				return &IDError{Kind: "user", Name: userName, Err: err}
-			}
-		} else {
-			uid, _ = strconv.Atoi(u.Uid)
-			if gid < 0 {
-				gid, _ = strconv.Atoi(u.Gid)
-			}
-		}
+	uid, gid, err := resolveIDs(userName, groupName)
+	if err != nil {
+		return err
 	}
 	if gid >= 0 {
 		if err := syscall.Setgroups([]int{gid}); err != nil {
@@ -54,6 +35,30 @@ func DropPrivileges(userName, groupName string) error {
 		}
 	}
 	return nil
+}
+
+// resolveIDs turns user and group names (or numeric ids) into ids, -1 for
+// an empty name; without a group, the user's primary group is taken.
+func resolveIDs(userName, groupName string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if groupName != "" {
+		if gid, err = lookupGroup(groupName); err != nil {
+			return -1, -1, err
+		}
+	}
+	if userName != "" {
+		if u, err := user.Lookup(userName); err == nil {
+			uid, _ = strconv.Atoi(u.Uid)
+			if gid < 0 {
+				gid, _ = strconv.Atoi(u.Gid)
+			}
+		} else if n, nerr := strconv.Atoi(userName); nerr == nil {
+			uid = n
+		} else {
+			return -1, -1, &IDError{Kind: "user", Name: userName, Err: err}
+		}
+	}
+	return uid, gid, nil
 }
 
 func lookupGroup(name string) (int, error) {
@@ -100,25 +105,9 @@ func ChownTo(userName, groupName string, paths ...string) error {
 	if userName == "" && groupName == "" {
 		return nil
 	}
-	uid, gid := -1, -1
-	if groupName != "" {
-		g, err := lookupGroup(groupName)
-		if err != nil {
-			return err
-		}
-		gid = g
-	}
-	if userName != "" {
-		if u, err := user.Lookup(userName); err == nil {
-			uid, _ = strconv.Atoi(u.Uid)
-			if gid < 0 {
-				gid, _ = strconv.Atoi(u.Gid)
-			}
-		} else if n, nerr := strconv.Atoi(userName); nerr == nil {
-			uid = n
-		} else {
-			return &IDError{Kind: "user", Name: userName, Err: err}
-		}
+	uid, gid, err := resolveIDs(userName, groupName)
+	if err != nil {
+		return err
 	}
 	for _, p := range paths {
 		if err := os.Lchown(p, uid, gid); err != nil && !os.IsNotExist(err) {
