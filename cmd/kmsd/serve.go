@@ -361,7 +361,10 @@ func csvlkNames(t *products.Table) string {
 // warning. Public-address protection level 1 listens on the private
 // addresses of the machine's interfaces instead of wildcards.
 func listen(cfg *config.Server, logger *slog.Logger) ([]net.Listener, error) {
-	lc := net.ListenConfig{}
+	// No TCP keep-alive probes on accepted connections: the idle timeout
+	// (-t) already ends silent ones, and enabling the probes costs four
+	// system calls per connection.
+	lc := net.ListenConfig{KeepAlive: -1}
 	if cfg.FreeBind {
 		lc.Control = platform.FreeBindControl
 	}

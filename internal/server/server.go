@@ -36,6 +36,7 @@ type Recorder interface {
 // Defaults.
 const (
 	DefaultIdleTimeout = 30 * time.Second
+	DefaultWorkerIdle  = 2 * time.Second
 	// MaxContexts bounds the presentation contexts a connection may hold.
 	MaxContexts = 256
 )
@@ -66,6 +67,9 @@ type Server struct {
 	Stats Stats
 	// Privacy hides client names and addresses in log lines (vlmcsd -X).
 	Privacy bool
+	// WorkerIdle is how long the goroutine of a finished connection waits
+	// for the next one (see worker); 0 means DefaultWorkerIdle.
+	WorkerIdle time.Duration
 
 	live      atomic.Pointer[kms.Host]
 	initOnce  sync.Once
@@ -77,6 +81,9 @@ type Server struct {
 	perAddr   map[netip.Addr]int
 	wg        sync.WaitGroup
 	closing   atomic.Bool
+	// Workers: see worker.
+	handoff chan *conn
+	quit    chan struct{}
 }
 
 // SetHost swaps the host used for new requests (SIGHUP reload); requests
@@ -103,11 +110,16 @@ func (s *Server) init() {
 		s.listeners = make(map[net.Listener]struct{})
 		s.conns = make(map[*conn]struct{})
 		s.perAddr = make(map[netip.Addr]int)
+		s.handoff = make(chan *conn)
+		s.quit = make(chan struct{})
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
 		if s.IdleTimeout <= 0 {
 			s.IdleTimeout = DefaultIdleTimeout
+		}
+		if s.WorkerIdle <= 0 {
+			s.WorkerIdle = DefaultWorkerIdle
 		}
 	})
 }
@@ -184,18 +196,63 @@ func (s *Server) startConn(nc net.Conn) {
 	s.wg.Add(1)
 	s.mu.Unlock()
 	s.Stats.Open.Add(1)
-	go func() {
-		defer s.wg.Done()
-		defer s.release()
-		c.serve()
-		s.Stats.Open.Add(-1)
-		s.mu.Lock()
-		delete(s.conns, c)
-		if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
-			delete(s.perAddr, addr)
+	select {
+	case s.handoff <- c: // a waiting worker takes it
+	default:
+		go s.worker(c)
+	}
+}
+
+// Worker reuse: a goroutine that has served a connection waits up to
+// WorkerIdle for the next one instead of ending. A new goroutine starts
+// with a small stack that each connection's first request would grow
+// again (copying it: ~5% of the host's time under a storm of new
+// connections), and the read buffer goes with the worker too. At most
+// maxIdleWorkers wait; the rest end, and all end on Shutdown.
+const maxIdleWorkers = 256
+
+func (s *Server) worker(c *conn) {
+	var t *time.Timer
+	for {
+		s.serveConn(c)
+		rbuf := c.rbuf
+		if s.Stats.IdleWorkers.Add(1) > maxIdleWorkers {
+			s.Stats.IdleWorkers.Add(-1)
+			return
 		}
-		s.mu.Unlock()
-	}()
+		if t == nil {
+			t = time.NewTimer(s.WorkerIdle)
+		} else {
+			t.Reset(s.WorkerIdle)
+		}
+		select {
+		case c = <-s.handoff:
+			s.Stats.IdleWorkers.Add(-1)
+			t.Stop()
+			c.rbuf = rbuf
+		case <-t.C:
+			s.Stats.IdleWorkers.Add(-1)
+			return
+		case <-s.quit:
+			s.Stats.IdleWorkers.Add(-1)
+			return
+		}
+	}
+}
+
+// serveConn runs one connection to its end and releases what it held.
+func (s *Server) serveConn(c *conn) {
+	defer s.wg.Done()
+	defer s.release()
+	c.serve()
+	s.Stats.Open.Add(-1)
+	addr := c.peer.Addr()
+	s.mu.Lock()
+	delete(s.conns, c)
+	if s.perAddr[addr]--; s.perAddr[addr] <= 0 {
+		delete(s.perAddr, addr)
+	}
+	s.mu.Unlock()
 }
 
 // reject closes a connection before reading a byte and counts it.
@@ -211,6 +268,8 @@ type Stats struct {
 	Accepted atomic.Uint64 // connections accepted
 	Rejected atomic.Uint64 // closed before reading (access control, limits)
 	Open     atomic.Int64  // open now
+	// IdleWorkers counts goroutines waiting for a next connection.
+	IdleWorkers atomic.Int64
 }
 
 func (s *Server) release() {
@@ -237,7 +296,9 @@ func addrPort(a net.Addr) netip.AddrPort {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.init()
 	s.mu.Lock()
-	s.closing.Store(true)
+	if !s.closing.Swap(true) {
+		close(s.quit)
+	}
 	for l := range s.listeners {
 		l.Close()
 	}

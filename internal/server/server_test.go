@@ -383,3 +383,72 @@ func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
 }
+
+// TestWorkersAreReused checks that the goroutine of a finished connection
+// serves the next one, and that waiting workers end after WorkerIdle and
+// on Shutdown.
+func TestWorkersAreReused(t *testing.T) {
+	var srv *server.Server
+	addr, _ := start(t, func(s *server.Server) { s.WorkerIdle = 300 * time.Millisecond; srv = s })
+	table := products.Builtin()
+	activate := func() {
+		t.Helper()
+		opt := client.DefaultOptions(table, testEnv(5))
+		opt.Product = 63
+		results := (&client.Client{Addr: addr, Opt: opt}).Run(context.Background())
+		if len(results) != 1 || results[0].Err != nil || results[0].HResult != 0 {
+			t.Fatalf("activation failed: %+v", results)
+		}
+		waitFor(t, "connection to end", func() bool { return srv.Stats.Open.Load() == 0 })
+	}
+	activate()
+	waitFor(t, "a waiting worker", func() bool { return srv.Stats.IdleWorkers.Load() == 1 })
+	for range 20 {
+		activate()
+		// The connection's goroutine did not end: it waits for the next.
+		waitFor(t, "the worker to wait again", func() bool { return srv.Stats.IdleWorkers.Load() >= 1 })
+		if n := srv.Stats.IdleWorkers.Load(); n > 1 {
+			t.Fatalf("%d waiting workers after sequential connections, want 1", n)
+		}
+	}
+	if got := srv.Stats.Accepted.Load(); got != 21 {
+		t.Fatalf("accepted %d connections, want 21", got)
+	}
+	// Waiting workers end after WorkerIdle.
+	waitFor(t, "idle workers to end", func() bool { return srv.Stats.IdleWorkers.Load() == 0 })
+
+	// Several at once on a host whose workers wait an hour: Shutdown ends
+	// every waiting worker.
+	var srv2 *server.Server
+	addr2, _ := start(t, func(s *server.Server) { s.WorkerIdle = time.Hour; srv2 = s })
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			opt := client.DefaultOptions(table, testEnv(6))
+			(&client.Client{Addr: addr2, Opt: opt}).Run(context.Background())
+		})
+	}
+	wg.Wait()
+	srv = srv2
+	waitFor(t, "connections to end", func() bool { return srv.Stats.Open.Load() == 0 })
+	if n := srv.Stats.IdleWorkers.Load(); n < 1 || n > 8 {
+		t.Fatalf("%d waiting workers after 8 connections", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "Shutdown to end waiting workers", func() bool { return srv.Stats.IdleWorkers.Load() == 0 })
+}
+
+// waitFor polls cond for up to 3 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for end := time.Now().Add(3 * time.Second); !cond(); {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
