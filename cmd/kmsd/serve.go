@@ -19,6 +19,7 @@ import (
 
 	"kmsd/internal/config"
 	"kmsd/internal/kms"
+	"kmsd/internal/logfmt"
 	"kmsd/internal/platform"
 	"kmsd/internal/products"
 	"kmsd/internal/rpc"
@@ -532,19 +533,7 @@ func newLogSetup(cfg *config.Server) (*logSetup, error) {
 	}
 	ls.buffer()
 	ls.SetVerbose(cfg.Verbose)
-	opts := &slog.HandlerOptions{Level: &ls.level, ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
-		if a.Key == slog.TimeKey && len(groups) == 0 {
-			if !cfg.Timestamps {
-				return slog.Attr{}
-			}
-			return slog.String(slog.TimeKey, a.Value.Time().UTC().Format(time.RFC3339))
-		}
-		return a
-	}}
-	var h slog.Handler = slog.NewTextHandler(ls, opts)
-	if cfg.LogFormat == "json" {
-		h = slog.NewJSONHandler(ls, opts)
-	}
+	h := logfmt.New(ls, logfmt.Options{Level: &ls.level, JSON: cfg.LogFormat == "json", Timestamps: cfg.Timestamps})
 	ls.Logger = slog.New(h)
 	return ls, nil
 }

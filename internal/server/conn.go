@@ -337,7 +337,7 @@ func (c *conn) report(d *kms.Decision, syn rpc.Syntax, start time.Time) {
 	s := c.srv
 	now := time.Now()
 	if s.Logger.Enabled(context.Background(), slog.LevelInfo) {
-		c.logDecision(d, syn)
+		c.logDecision(d, syn, now)
 	}
 	if s.Recorder != nil {
 		c.ev = Event{Time: now, Peer: c.peer, Syntax: syn, Decision: d, Elapsed: now.Sub(start)}
