@@ -46,6 +46,9 @@ unit:
 	# The hostile-client suite asserts latencies of the host as built for
 	# production, so it runs alone and without the race detector.
 	$(GO) test -count=1 -timeout 10m -run '^TestHostile$$' ./internal/server
+	# The ciphers' table-driven rounds, which machines without the AES
+	# instructions use, against every known answer and recording.
+	$(GO) test -count=1 -tags purego ./internal/kmscrypto ./internal/kms
 
 # Every Fuzz* function of every package, each for $(FUZZTIME); see the
 # script for how a real finding is told from a fuzzing-engine hiccup.

@@ -10,6 +10,7 @@
 package kmscrypto
 
 import (
+	"encoding/binary"
 	"errors"
 )
 
@@ -94,6 +95,10 @@ func ForMajor(major uint16) *Cipher {
 // is shorter than BlockSize.
 func (c *Cipher) EncryptBlock(dst, src []byte) {
 	checkBlock(dst, src)
+	if useAESNI {
+		encryptBlockAESNI(c.r.nr, &c.r.encB[0], &dst[0], &src[0])
+		return
+	}
 	s0, s1, s2, s3 := load(src)
 	s0, s1, s2, s3 = c.r.encrypt(s0, s1, s2, s3)
 	store(dst, s0, s1, s2, s3)
@@ -105,6 +110,10 @@ func (c *Cipher) EncryptBlock(dst, src []byte) {
 // shorter than BlockSize.
 func (c *Cipher) DecryptBlock(dst, src []byte) {
 	checkBlock(dst, src)
+	if useAESNI {
+		decryptBlockAESNI(c.r.nr, &c.r.decB[0], &dst[0], &src[0])
+		return
+	}
 	s0, s1, s2, s3 := load(src)
 	s0, s1, s2, s3 = c.r.decrypt(s0, s1, s2, s3)
 	store(dst, s0, s1, s2, s3)
@@ -129,6 +138,12 @@ func checkBlocks(buf []byte) {
 // len(buf) is not a multiple of BlockSize; the caller pads first (PadPKCS7).
 func (c *Cipher) CBCEncrypt(iv *[16]byte, buf []byte) {
 	checkBlocks(buf)
+	if useAESNI {
+		if len(buf) > 0 {
+			cbcEncryptAESNI(c.r.nr, &c.r.encB[0], &iv[0], &buf[0], len(buf)/BlockSize)
+		}
+		return
+	}
 	c0, c1, c2, c3 := load(iv[:])
 	for len(buf) > 0 {
 		s0, s1, s2, s3 := load(buf)
@@ -144,6 +159,12 @@ func (c *Cipher) CBCEncrypt(iv *[16]byte, buf []byte) {
 // UnpadPKCS7.
 func (c *Cipher) CBCDecrypt(iv *[16]byte, buf []byte) {
 	checkBlocks(buf)
+	if useAESNI {
+		if len(buf) > 0 {
+			cbcDecryptAESNI(c.r.nr, &c.r.decB[0], &iv[0], &buf[0], len(buf)/BlockSize)
+		}
+		return
+	}
 	p0, p1, p2, p3 := load(iv[:])
 	for len(buf) > 0 {
 		c0, c1, c2, c3 := load(buf)
@@ -159,6 +180,9 @@ func (c *Cipher) CBCDecrypt(iv *[16]byte, buf []byte) {
 // whole block; always at least one byte), using Rijndael with the 160-bit V4
 // key and 11 rounds (§5.3). It does not allocate.
 func V4MAC(msg []byte) [16]byte {
+	if useAESNI {
+		return v4MACAESNI(msg)
+	}
 	var c0, c1, c2, c3 uint32
 	for len(msg) >= BlockSize {
 		s0, s1, s2, s3 := load(msg)
@@ -204,4 +228,26 @@ func UnpadPKCS7(b []byte) ([]byte, error) {
 		}
 	}
 	return b[:len(b)-n], nil
+}
+
+// v4MACAESNI is V4MAC on the AES instructions: the chaining value is
+// XORed with each block and encrypted in place.
+func v4MACAESNI(msg []byte) [16]byte {
+	var mac [16]byte
+	xorBlock := func(b []byte) {
+		_ = b[15]
+		binary.LittleEndian.PutUint64(mac[:], binary.LittleEndian.Uint64(mac[:])^binary.LittleEndian.Uint64(b))
+		binary.LittleEndian.PutUint64(mac[8:], binary.LittleEndian.Uint64(mac[8:])^binary.LittleEndian.Uint64(b[8:]))
+	}
+	for len(msg) >= BlockSize {
+		xorBlock(msg[:BlockSize])
+		encryptBlockAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &mac[0])
+		msg = msg[BlockSize:]
+	}
+	var last [BlockSize]byte
+	n := copy(last[:], msg)
+	last[n] = 0x80
+	xorBlock(last[:])
+	encryptBlockAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &mac[0])
+	return mac
 }

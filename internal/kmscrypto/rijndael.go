@@ -100,6 +100,11 @@ type rijndael struct {
 	nr  int                         // number of rounds
 	enc [4 * (maxRounds + 1)]uint32 // round keys RK[0..nr], 4 words each
 	dec [4 * (maxRounds + 1)]uint32 // equivalent-inverse-cipher keys
+	// The same keys as bytes (each word big-endian), for the AES
+	// instructions, which take the state and keys in FIPS-197 byte order
+	// and whose decryption rounds are those of the equivalent inverse
+	// cipher.
+	encB, decB [16 * (maxRounds + 1)]byte
 }
 
 // expandKey runs the FIPS-197 §5.2 key expansion for a 16- or 20-byte key
@@ -143,6 +148,10 @@ func (k *rijndael) deriveDecKeys() {
 			}
 			k.dec[i+j] = w
 		}
+	}
+	for i := range 4 * (k.nr + 1) {
+		binary.BigEndian.PutUint32(k.encB[4*i:], k.enc[i])
+		binary.BigEndian.PutUint32(k.decB[4*i:], k.dec[i])
 	}
 }
 

@@ -1,0 +1,134 @@
+//go:build amd64 && !purego
+
+#include "textflag.h"
+
+// The rounds of the KMS Rijndael ciphers on the AES instructions. xk points
+// to the nr+1 round keys as 16-byte blocks in FIPS-197 byte order: the
+// encryption keys for the encrypting functions, the equivalent inverse
+// cipher's keys for the decrypting ones (rijndael.go explains both).
+
+// func hasAESNI() bool
+TEXT ·hasAESNI(SB), NOSPLIT, $0-1
+	MOVL $1, AX
+	XORL CX, CX
+	CPUID
+	SHRL $25, CX // CPUID.1:ECX.AES[bit 25]
+	ANDL $1, CX
+	MOVB CX, ret+0(FP)
+	RET
+
+// func encryptBlockAESNI(nr int, xk, dst, src *byte)
+TEXT ·encryptBlockAESNI(SB), NOSPLIT, $0-32
+	MOVQ   nr+0(FP), CX
+	MOVQ   xk+8(FP), AX
+	MOVQ   dst+16(FP), DX
+	MOVQ   src+24(FP), BX
+	MOVUPS (BX), X0
+	MOVUPS (AX), X1
+	PXOR   X1, X0
+	ADDQ   $16, AX
+	DECQ   CX
+
+encRound:
+	MOVUPS (AX), X1
+	AESENC X1, X0
+	ADDQ   $16, AX
+	DECQ   CX
+	JNZ    encRound
+	MOVUPS     (AX), X1
+	AESENCLAST X1, X0
+	MOVUPS     X0, (DX)
+	RET
+
+// func decryptBlockAESNI(nr int, xk, dst, src *byte)
+TEXT ·decryptBlockAESNI(SB), NOSPLIT, $0-32
+	MOVQ   nr+0(FP), CX
+	MOVQ   xk+8(FP), AX
+	MOVQ   dst+16(FP), DX
+	MOVQ   src+24(FP), BX
+	MOVUPS (BX), X0
+	MOVUPS (AX), X1
+	PXOR   X1, X0
+	ADDQ   $16, AX
+	DECQ   CX
+
+decRound:
+	MOVUPS (AX), X1
+	AESDEC X1, X0
+	ADDQ   $16, AX
+	DECQ   CX
+	JNZ    decRound
+	MOVUPS     (AX), X1
+	AESDECLAST X1, X0
+	MOVUPS     X0, (DX)
+	RET
+
+// func cbcEncryptAESNI(nr int, xk, iv, buf *byte, blocks int)
+// Encrypts blocks (>= 1) 16-byte blocks of buf in place.
+TEXT ·cbcEncryptAESNI(SB), NOSPLIT, $0-40
+	MOVQ   nr+0(FP), CX
+	MOVQ   xk+8(FP), AX
+	MOVQ   iv+16(FP), BX
+	MOVQ   buf+24(FP), DX
+	MOVQ   blocks+32(FP), SI
+	MOVUPS (BX), X0 // chaining value
+
+cbcEncBlock:
+	MOVUPS (DX), X2
+	PXOR   X2, X0
+	MOVQ   AX, DI
+	MOVQ   CX, R8
+	MOVUPS (DI), X1
+	PXOR   X1, X0
+	ADDQ   $16, DI
+	DECQ   R8
+
+cbcEncRound:
+	MOVUPS (DI), X1
+	AESENC X1, X0
+	ADDQ   $16, DI
+	DECQ   R8
+	JNZ    cbcEncRound
+	MOVUPS     (DI), X1
+	AESENCLAST X1, X0
+	MOVUPS     X0, (DX)
+	ADDQ       $16, DX
+	DECQ       SI
+	JNZ        cbcEncBlock
+	RET
+
+// func cbcDecryptAESNI(nr int, xk, iv, buf *byte, blocks int)
+// Decrypts blocks (>= 1) 16-byte blocks of buf in place.
+TEXT ·cbcDecryptAESNI(SB), NOSPLIT, $0-40
+	MOVQ   nr+0(FP), CX
+	MOVQ   xk+8(FP), AX
+	MOVQ   iv+16(FP), BX
+	MOVQ   buf+24(FP), DX
+	MOVQ   blocks+32(FP), SI
+	MOVUPS (BX), X3 // previous ciphertext block
+
+cbcDecBlock:
+	MOVUPS (DX), X0
+	MOVOU  X0, X4
+	MOVQ   AX, DI
+	MOVQ   CX, R8
+	MOVUPS (DI), X1
+	PXOR   X1, X0
+	ADDQ   $16, DI
+	DECQ   R8
+
+cbcDecRound:
+	MOVUPS (DI), X1
+	AESDEC X1, X0
+	ADDQ   $16, DI
+	DECQ   R8
+	JNZ    cbcDecRound
+	MOVUPS     (DI), X1
+	AESDECLAST X1, X0
+	PXOR       X3, X0
+	MOVUPS     X0, (DX)
+	MOVOU      X4, X3
+	ADDQ       $16, DX
+	DECQ       SI
+	JNZ        cbcDecBlock
+	RET
