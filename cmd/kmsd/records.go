@@ -87,7 +87,9 @@ func newStoreRecorder(q *store.Queue, t *products.Table, hostname string, policy
 
 // Record implements server.Recorder.
 func (r *storeRecorder) Record(e *server.Event) {
-	r.queue.Enqueue(activationFromEvent(e, r.table, r.hostname, r.policy()))
+	r.queue.EnqueueFunc(func() store.Activation {
+		return activationFromEvent(e, r.table, r.hostname, r.policy())
+	})
 }
 
 // openStore opens the store a --db value names: "memory", "sqlite:PATH",

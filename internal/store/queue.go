@@ -112,6 +112,18 @@ func (q *Queue) Enqueue(a Activation) bool {
 	return false
 }
 
+// EnqueueFunc is Enqueue for the record build makes, built only when the
+// queue has room: during a flood that keeps the queue full, records that
+// would be dropped are not built (formatting a record costs about as much
+// as the activation it describes).
+func (q *Queue) EnqueueFunc(build func() Activation) bool {
+	if len(q.ch) == cap(q.ch) {
+		q.dropped.Add(1)
+		return false
+	}
+	return q.Enqueue(build())
+}
+
 // Depth is the number of records accepted and not yet committed.
 func (q *Queue) Depth() int { return len(q.ch) + int(q.held.Load()) }
 

@@ -112,6 +112,32 @@ func TestEnqueueNeverBlocks(t *testing.T) {
 	t.Logf("%d enqueues in %v; %d accepted", n, elapsed, accepted)
 }
 
+// TestEnqueueFuncBuildsOnlyWithRoom: a full queue drops and counts
+// without building the record; with room the record is built and queued.
+func TestEnqueueFuncBuildsOnlyWithRoom(t *testing.T) {
+	f := &fakeStore{delay: 200 * time.Millisecond}
+	q := store.NewQueue(f, 10, 5, time.Millisecond, nil)
+	built, accepted := 0, 0
+	for i := range 200 {
+		if q.EnqueueFunc(func() store.Activation { built++; return storetest.Rec(i, 0) }) {
+			accepted++
+		}
+	}
+	if accepted == 0 || accepted > 10+5+5 {
+		t.Fatalf("accepted %d of 200 into a queue of 10 (batches of 5)", accepted)
+	}
+	if built != accepted {
+		t.Errorf("built %d records, accepted %d: a full queue built records it dropped", built, accepted)
+	}
+	if q.Dropped() != uint64(200-accepted) {
+		t.Errorf("Dropped() = %d, want %d", q.Dropped(), 200-accepted)
+	}
+	closeQueue(t, q)
+	if got := len(f.records()); got != accepted {
+		t.Errorf("committed %d, accepted %d", got, accepted)
+	}
+}
+
 // TestWriterYieldsUnderBacklog: with a backlog the writer spends at most
 // a quarter of its time writing; without one it writes at once; Close
 // writes everything without pausing.
