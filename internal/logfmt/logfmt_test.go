@@ -194,3 +194,28 @@ func BenchmarkActivationLine(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// FuzzMatchesSlog: client-supplied text (workstation names, product
+// names, addresses) reaches log lines; whatever it holds, a line must be
+// the one slog writes, one line, newlines and quotes escaped.
+func FuzzMatchesSlog(f *testing.F) {
+	for _, s := range []string{"", "PC-1", "a b", "x=y", "\"", "\\", "\n", "line\nlevel=ERROR msg=forged",
+		"\x7f", "\u2028", "\xff\xfe", "日本語", "\u00a0", "\x00"} {
+		f.Add(s, s+"2", int64(len(s)))
+	}
+	f.Fuzz(func(t *testing.T, a, b string, n int64) {
+		for _, o := range []Options{{}, {JSON: true}, {Timestamps: true}} {
+			var got, want bytes.Buffer
+			rec := slog.NewRecord(time.Unix(n, 0), slog.LevelInfo, a, 0)
+			rec.AddAttrs(slog.String("workstation", b), slog.String(b, a), slog.Int64("n", n))
+			New(&got, o).Handle(context.Background(), rec)
+			reference(&want, o).Handle(context.Background(), rec)
+			if got.String() != want.String() {
+				t.Fatalf("%+v:\ngot  %q\nwant %q", o, got.String(), want.String())
+			}
+			if bytes.Count(got.Bytes(), []byte("\n")) != 1 {
+				t.Fatalf("%+v: %q is not one line", o, got.String())
+			}
+		}
+	})
+}
