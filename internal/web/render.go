@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -57,13 +58,15 @@ var pages = []page{
 	{"reports", "/reports", "Reports", (*Server).reportsPage},
 }
 
-var templates = func() map[string]*template.Template {
+// templates are parsed on first use, not at start-up: parsing them cost
+// every kmsd process 3 ms and 450 KB, dashboard or not.
+var templates = sync.OnceValue(func() map[string]*template.Template {
 	m := map[string]*template.Template{}
 	for _, p := range append(pages, page{name: "error"}) {
 		m[p.name] = template.Must(template.New("").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+p.name+".html"))
 	}
 	return m
-}()
+})
 
 var funcs = template.FuncMap{
 	"hex": func(v uint32) string { return fmt.Sprintf("0x%08X", v) },
@@ -215,10 +218,10 @@ func (s *Server) pageHandler(p page) http.Handler {
 		ctx, cancel := context.WithTimeout(r.Context(), queryTimeout)
 		defer cancel()
 		data, err := p.build(s, ctx, r, v)
-		status, tmpl := http.StatusOK, templates[p.name]
+		status, tmpl := http.StatusOK, templates()[p.name]
 		if err != nil {
 			s.logger().Warn("dashboard page failed", "page", p.name, "err", err)
-			status, tmpl, v.Error = http.StatusInternalServerError, templates["error"], err.Error()
+			status, tmpl, v.Error = http.StatusInternalServerError, templates()["error"], err.Error()
 		}
 		v.Data = data
 		var buf bytes.Buffer
