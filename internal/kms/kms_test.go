@@ -671,3 +671,14 @@ func TestClientListSeed(t *testing.T) {
 		t.Fatalf("count after seeding %d, want 2 (one live seed plus the new client)", n)
 	}
 }
+
+func TestVersionString(t *testing.T) {
+	for v, want := range map[kms.Version]string{
+		{Major: 4}: "4.0", {Major: 5}: "5.0", {Major: 6}: "6.0", {Major: 6, Minor: 1}: "6.1",
+		{Major: 0, Minor: 4}: "0.4", {Major: 255, Minor: 255}: "255.255", {}: "0.0",
+	} {
+		if got := v.String(); got != want {
+			t.Errorf("%#v.String() = %q, want %q", v, got, want)
+		}
+	}
+}

@@ -18,7 +18,17 @@ type Version struct {
 	Minor, Major uint16
 }
 
-func (v Version) String() string { return fmt.Sprintf("%d.%d", v.Major, v.Minor) }
+func (v Version) String() string {
+	switch v {
+	case Version{Major: 4}:
+		return "4.0"
+	case Version{Major: 5}:
+		return "5.0"
+	case Version{Major: 6}:
+		return "6.0"
+	}
+	return fmt.Sprintf("%d.%d", v.Major, v.Minor)
+}
 
 // Supported reports whether v is 4.0, 5.0 or 6.0.
 func (v Version) Supported() bool { return v.Minor == 0 && v.Major >= 4 && v.Major <= 6 }

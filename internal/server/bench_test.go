@@ -9,6 +9,7 @@ import (
 
 	"kmsd/internal/client"
 	"kmsd/internal/kms"
+	"kmsd/internal/logfmt"
 	"kmsd/internal/products"
 	"kmsd/internal/rpc"
 	"kmsd/internal/server"
@@ -74,7 +75,7 @@ func BenchmarkNewConnectionLoopback(b *testing.B) {
 // PDU and a V6 request PDU for Windows 10/11 Professional.
 func benchHost(b *testing.B) (addr string, bindPDU, reqPDU []byte) {
 	addr, _ = start(b, func(s *server.Server) {
-		s.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s.Logger = slog.New(logfmt.New(io.Discard, logfmt.Options{Timestamps: true})) // as kmsd serve
 		s.MaxPerAddr = 0
 	})
 	opt := client.DefaultOptions(products.Builtin(), testEnv(9))

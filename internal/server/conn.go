@@ -45,6 +45,21 @@ type conn struct {
 	faults  int
 	dec     kms.Decision // reused for every request of the connection
 	ev      Event
+	// deadlineAt is when the read/write deadline was last set.
+	deadlineAt time.Time
+}
+
+// deadline sets the read and write deadline to IdleTimeout from now,
+// unless it was set less than IdleTimeout/64 ago: the deadline is a
+// runtime timer, and moving it twice per request cost more than exactness
+// is worth. A PDU or a write therefore gets between 63/64 of IdleTimeout
+// and all of it.
+func (c *conn) deadline(now time.Time) {
+	if !c.deadlineAt.IsZero() && now.Sub(c.deadlineAt) < c.srv.IdleTimeout/64 {
+		return
+	}
+	c.nc.SetDeadline(now.Add(c.srv.IdleTimeout))
+	c.deadlineAt = now
 }
 
 func (c *conn) closeIfIdle() {
@@ -73,7 +88,7 @@ func (c *conn) loop() error {
 		if s.closing.Load() {
 			return nil
 		}
-		c.nc.SetReadDeadline(time.Now().Add(s.IdleTimeout))
+		c.deadline(time.Now())
 		pdu, h, err := c.readPDU()
 		if err != nil {
 			return err
@@ -163,7 +178,7 @@ func (c *conn) handle(pdu []byte, h rpc.Header, b *buffers) error {
 	if err != nil || out == nil {
 		return err
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.srv.IdleTimeout))
+	c.deadline(time.Now())
 	if _, err := c.nc.Write(out); err != nil {
 		return err
 	}

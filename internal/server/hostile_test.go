@@ -1345,7 +1345,9 @@ func hostileNoRead(h *hostile) {
 		t.Logf("%s: closed %v after the client went quiet, logged %q %s; host Write failure: %v (blocked %v)",
 			name, rec.at.Sub(stopped).Round(time.Millisecond), rec.msg, rec.err, werr, wend.Sub(wstart).Round(time.Millisecond))
 		if errors.Is(werr, os.ErrDeadlineExceeded) {
-			if wd := wend.Sub(wstart); wd < hostileIdle-50*time.Millisecond || wd > h.allow(hostileIdle+time.Second) {
+			// The host refreshes deadlines at most every 1/64 of the idle
+			// timeout, so a write gets at least 63/64 of it.
+			if wd := wend.Sub(wstart); wd < hostileIdle*63/64-50*time.Millisecond || wd > h.allow(hostileIdle+time.Second) {
 				t.Errorf("%s: the host's Write blocked %v before its deadline fired, want about %v", name, wd, hostileIdle)
 			}
 			if d := rec.at.Sub(wend); d > h.allow(time.Second) {
