@@ -386,3 +386,30 @@ func TestPrivilegeDrop(t *testing.T) {
 		t.Errorf("after dropping privileges: %d %s", code, out)
 	}
 }
+
+// TestCPUProfile: --cpu-profile writes a gzip-compressed pprof profile of
+// the run when the host stops; an unwritable path fails at start.
+func TestCPUProfile(t *testing.T) {
+	port := freePort(t)
+	prof := filepath.Join(t.TempDir(), "cpu.pprof")
+	cmd, logs := host(t, "kmsd", port, "serve", "-L", fmt.Sprintf("127.0.0.1:%d", port), "--cpu-profile", prof)
+	if out, code := runClient(t, fmt.Sprintf("127.0.0.1:%d", port), "-l", "64", "-n", "20"); code != 0 {
+		t.Fatalf("client: %d %s", code, out)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit: %v\n%s", err, logs.String())
+	}
+	b, err := os.ReadFile(prof)
+	if err != nil || len(b) < 100 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Fatalf("profile: %d bytes, %v", len(b), err)
+	}
+	if !strings.Contains(logs.String(), "cpu profile written") {
+		t.Errorf("no log line for the profile:\n%s", logs.String())
+	}
+	out, err := exec.Command(kmsdBinary, "serve", "-L", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--db", "none",
+		"--cpu-profile", filepath.Join(t.TempDir(), "missing", "cpu.pprof")).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cpu profile") {
+		t.Errorf("unwritable profile path: err %v, output %s", err, out)
+	}
+}

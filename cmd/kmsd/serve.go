@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -105,6 +106,17 @@ func serve(args []string, asVlmcsd bool, hooks serveHooks) int {
 	}
 	defer logs.Close()
 	logger := logs.Logger
+	if cfg.CPUProfile != "" {
+		stop, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			logger.Error("cpu profile", "err", err)
+			return fail(err)
+		}
+		defer func() {
+			stop()
+			logger.Info("cpu profile written", "file", cfg.CPUProfile)
+		}()
+	}
 	env := kms.Env{Rand: crand.Reader, Now: time.Now}
 	host, ndr64, err := buildHost(&cfg, table, tableNDR64, env, logger)
 	if err != nil {
@@ -495,6 +507,23 @@ func shutdown(srv *server.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(ctx)
+}
+
+// startCPUProfile starts a Go CPU profile of the whole run (for
+// `go tool pprof`); stop writes it.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // logSetup owns the log destination: stderr by default, stdout with -e,

@@ -62,6 +62,7 @@ type Server struct {
 	PidFile            string         // -p
 	User, Group        string         // -u, -g
 	LogFormat          string         // text or json
+	CPUProfile         string         // --cpu-profile FILE
 	Allow, Deny        []netip.Prefix // --allow / --deny
 	MaxPerAddress      int            // --max-per-address, 0 = unlimited
 	HWID               *[8]byte       // --hwid: default HWID of every CSVLK
@@ -137,6 +138,7 @@ var ServerOptions = []Option{
 	{Long: "publish-tsig", HasArg: true, ArgName: "[ALG:]NAME:SECRET", Help: "TSIG key for the updates"},
 	{Long: "publish-tsig-file", HasArg: true, ArgName: "FILE", Help: "TSIG key file (bind tsig-keygen or knot keymgr format)"},
 	{Long: "log-format", HasArg: true, ArgName: "text|json", Help: "log line format", Default: "text"},
+	{Long: "cpu-profile", HasArg: true, ArgName: "FILE", Help: "write a CPU profile of the run to FILE for go tool pprof", Default: "off"},
 	{Short: 'V', Long: "version", Help: "print the version"},
 	{Short: 'h', Long: "help", Help: "print this help"},
 	{Short: '?', Help: "print this help"},
@@ -256,6 +258,8 @@ func (c *Server) apply(o *Option, v string) error {
 				err = fmt.Errorf("use text or json")
 			}
 			c.LogFormat = v
+		case "cpu-profile":
+			c.CPUProfile = v
 		case "allow", "deny":
 			var p netip.Prefix
 			p, err = ParsePrefix(v)
