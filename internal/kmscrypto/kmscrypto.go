@@ -10,7 +10,6 @@
 package kmscrypto
 
 import (
-	"encoding/binary"
 	"errors"
 )
 
@@ -96,7 +95,9 @@ func ForMajor(major uint16) *Cipher {
 func (c *Cipher) EncryptBlock(dst, src []byte) {
 	checkBlock(dst, src)
 	if useAESNI {
-		encryptBlockAESNI(c.r.nr, &c.r.encB[0], &dst[0], &src[0])
+		var zero [BlockSize]byte
+		copy(dst[:BlockSize], src)
+		cbcEncryptAESNI(c.r.nr, &c.r.encB[0], &zero[0], &dst[0], 1)
 		return
 	}
 	s0, s1, s2, s3 := load(src)
@@ -111,7 +112,9 @@ func (c *Cipher) EncryptBlock(dst, src []byte) {
 func (c *Cipher) DecryptBlock(dst, src []byte) {
 	checkBlock(dst, src)
 	if useAESNI {
-		decryptBlockAESNI(c.r.nr, &c.r.decB[0], &dst[0], &src[0])
+		var zero [BlockSize]byte
+		copy(dst[:BlockSize], src)
+		cbcDecryptAESNI(c.r.nr, &c.r.decB[0], &zero[0], &dst[0], 1)
 		return
 	}
 	s0, s1, s2, s3 := load(src)
@@ -230,24 +233,19 @@ func UnpadPKCS7(b []byte) ([]byte, error) {
 	return b[:len(b)-n], nil
 }
 
-// v4MACAESNI is V4MAC on the AES instructions: the chaining value is
-// XORed with each block and encrypted in place.
+// v4MACAESNI is V4MAC on the AES instructions: each block is CBC-encrypted
+// alone with the MAC so far as its IV, in a copy (msg is not modified).
 func v4MACAESNI(msg []byte) [16]byte {
-	var mac [16]byte
-	xorBlock := func(b []byte) {
-		_ = b[15]
-		binary.LittleEndian.PutUint64(mac[:], binary.LittleEndian.Uint64(mac[:])^binary.LittleEndian.Uint64(b))
-		binary.LittleEndian.PutUint64(mac[8:], binary.LittleEndian.Uint64(mac[8:])^binary.LittleEndian.Uint64(b[8:]))
-	}
+	var mac, block [BlockSize]byte
 	for len(msg) >= BlockSize {
-		xorBlock(msg[:BlockSize])
-		encryptBlockAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &mac[0])
+		copy(block[:], msg)
+		cbcEncryptAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &block[0], 1)
+		mac = block
 		msg = msg[BlockSize:]
 	}
-	var last [BlockSize]byte
-	n := copy(last[:], msg)
-	last[n] = 0x80
-	xorBlock(last[:])
-	encryptBlockAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &mac[0])
-	return mac
+	block = [BlockSize]byte{}
+	n := copy(block[:], msg)
+	block[n] = 0x80
+	cbcEncryptAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &block[0], 1)
+	return block
 }

@@ -12,12 +12,6 @@ func hasAESNI() bool
 // rijndael.encB and decB.
 
 //go:noescape
-func encryptBlockAESNI(nr int, xk, dst, src *byte)
-
-//go:noescape
-func decryptBlockAESNI(nr int, xk, dst, src *byte)
-
-//go:noescape
 func cbcEncryptAESNI(nr int, xk, iv, buf *byte, blocks int)
 
 //go:noescape

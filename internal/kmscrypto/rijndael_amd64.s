@@ -2,10 +2,11 @@
 
 #include "textflag.h"
 
-// The rounds of the KMS Rijndael ciphers on the AES instructions. xk points
-// to the nr+1 round keys as 16-byte blocks in FIPS-197 byte order: the
-// encryption keys for the encrypting functions, the equivalent inverse
-// cipher's keys for the decrypting ones (rijndael.go explains both).
+// The rounds of the KMS Rijndael ciphers on the AES instructions, in CBC
+// mode (a single block is CBC with a zero IV). xk points to the nr+1 round
+// keys as 16-byte blocks in FIPS-197 byte order: the encryption keys for
+// encrypting, the equivalent inverse cipher's keys for decrypting
+// (rijndael.go explains both).
 
 // func hasAESNI() bool
 TEXT ·hasAESNI(SB), NOSPLIT, $0-1
@@ -15,52 +16,6 @@ TEXT ·hasAESNI(SB), NOSPLIT, $0-1
 	SHRL $25, CX // CPUID.1:ECX.AES[bit 25]
 	ANDL $1, CX
 	MOVB CX, ret+0(FP)
-	RET
-
-// func encryptBlockAESNI(nr int, xk, dst, src *byte)
-TEXT ·encryptBlockAESNI(SB), NOSPLIT, $0-32
-	MOVQ   nr+0(FP), CX
-	MOVQ   xk+8(FP), AX
-	MOVQ   dst+16(FP), DX
-	MOVQ   src+24(FP), BX
-	MOVUPS (BX), X0
-	MOVUPS (AX), X1
-	PXOR   X1, X0
-	ADDQ   $16, AX
-	DECQ   CX
-
-encRound:
-	MOVUPS (AX), X1
-	AESENC X1, X0
-	ADDQ   $16, AX
-	DECQ   CX
-	JNZ    encRound
-	MOVUPS     (AX), X1
-	AESENCLAST X1, X0
-	MOVUPS     X0, (DX)
-	RET
-
-// func decryptBlockAESNI(nr int, xk, dst, src *byte)
-TEXT ·decryptBlockAESNI(SB), NOSPLIT, $0-32
-	MOVQ   nr+0(FP), CX
-	MOVQ   xk+8(FP), AX
-	MOVQ   dst+16(FP), DX
-	MOVQ   src+24(FP), BX
-	MOVUPS (BX), X0
-	MOVUPS (AX), X1
-	PXOR   X1, X0
-	ADDQ   $16, AX
-	DECQ   CX
-
-decRound:
-	MOVUPS (AX), X1
-	AESDEC X1, X0
-	ADDQ   $16, AX
-	DECQ   CX
-	JNZ    decRound
-	MOVUPS     (AX), X1
-	AESDECLAST X1, X0
-	MOVUPS     X0, (DX)
 	RET
 
 // func cbcEncryptAESNI(nr int, xk, iv, buf *byte, blocks int)

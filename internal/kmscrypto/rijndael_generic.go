@@ -5,10 +5,6 @@ package kmscrypto
 // useAESNI is false: this build has only the table-driven rounds.
 var useAESNI = false
 
-func encryptBlockAESNI(nr int, xk, dst, src *byte) { panic("kmscrypto: no AES instructions") }
-
-func decryptBlockAESNI(nr int, xk, dst, src *byte) { panic("kmscrypto: no AES instructions") }
-
 func cbcEncryptAESNI(nr int, xk, iv, buf *byte, blocks int) {
 	panic("kmscrypto: no AES instructions")
 }
