@@ -94,15 +94,9 @@ func ForMajor(major uint16) *Cipher {
 // is shorter than BlockSize.
 func (c *Cipher) EncryptBlock(dst, src []byte) {
 	checkBlock(dst, src)
-	if useAESNI {
-		var zero [BlockSize]byte
-		copy(dst[:BlockSize], src)
-		cbcEncryptAESNI(c.r.nr, &c.r.encB[0], &zero[0], &dst[0], 1)
-		return
-	}
-	s0, s1, s2, s3 := load(src)
-	s0, s1, s2, s3 = c.r.encrypt(s0, s1, s2, s3)
-	store(dst, s0, s1, s2, s3)
+	var zero [BlockSize]byte // one block in CBC with a zero IV
+	copy(dst[:BlockSize], src)
+	c.CBCEncrypt(&zero, dst[:BlockSize])
 }
 
 // DecryptBlock decrypts the first block of src into dst (D_K of
@@ -111,15 +105,9 @@ func (c *Cipher) EncryptBlock(dst, src []byte) {
 // shorter than BlockSize.
 func (c *Cipher) DecryptBlock(dst, src []byte) {
 	checkBlock(dst, src)
-	if useAESNI {
-		var zero [BlockSize]byte
-		copy(dst[:BlockSize], src)
-		cbcDecryptAESNI(c.r.nr, &c.r.decB[0], &zero[0], &dst[0], 1)
-		return
-	}
-	s0, s1, s2, s3 := load(src)
-	s0, s1, s2, s3 = c.r.decrypt(s0, s1, s2, s3)
-	store(dst, s0, s1, s2, s3)
+	var zero [BlockSize]byte // one block in CBC with a zero IV
+	copy(dst[:BlockSize], src)
+	c.CBCDecrypt(&zero, dst[:BlockSize])
 }
 
 // checkBlock panics unless dst and src each hold a whole block.
@@ -183,23 +171,19 @@ func (c *Cipher) CBCDecrypt(iv *[16]byte, buf []byte) {
 // whole block; always at least one byte), using Rijndael with the 160-bit V4
 // key and 11 rounds (§5.3). It does not allocate.
 func V4MAC(msg []byte) [16]byte {
-	if useAESNI {
-		return v4MACAESNI(msg)
-	}
-	var c0, c1, c2, c3 uint32
+	// Each block is CBC-encrypted in a copy (msg is not modified) with the
+	// MAC so far as its IV.
+	var mac, block [BlockSize]byte
 	for len(msg) >= BlockSize {
-		s0, s1, s2, s3 := load(msg)
-		c0, c1, c2, c3 = v4.r.encrypt(s0^c0, s1^c1, s2^c2, s3^c3)
+		copy(block[:], msg)
+		v4.CBCEncrypt(&mac, block[:])
+		mac = block
 		msg = msg[BlockSize:]
 	}
-	var last [BlockSize]byte
-	n := copy(last[:], msg)
-	last[n] = 0x80
-	s0, s1, s2, s3 := load(last[:])
-	c0, c1, c2, c3 = v4.r.encrypt(s0^c0, s1^c1, s2^c2, s3^c3)
-	var mac [16]byte
-	store(mac[:], c0, c1, c2, c3)
-	return mac
+	block = [BlockSize]byte{}
+	block[copy(block[:], msg)] = 0x80
+	v4.CBCEncrypt(&mac, block[:])
+	return block
 }
 
 // PadPKCS7 appends PKCS#7 padding to b and returns the extended slice: n
@@ -231,21 +215,4 @@ func UnpadPKCS7(b []byte) ([]byte, error) {
 		}
 	}
 	return b[:len(b)-n], nil
-}
-
-// v4MACAESNI is V4MAC on the AES instructions: each block is CBC-encrypted
-// alone with the MAC so far as its IV, in a copy (msg is not modified).
-func v4MACAESNI(msg []byte) [16]byte {
-	var mac, block [BlockSize]byte
-	for len(msg) >= BlockSize {
-		copy(block[:], msg)
-		cbcEncryptAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &block[0], 1)
-		mac = block
-		msg = msg[BlockSize:]
-	}
-	block = [BlockSize]byte{}
-	n := copy(block[:], msg)
-	block[n] = 0x80
-	cbcEncryptAESNI(v4.r.nr, &v4.r.encB[0], &mac[0], &block[0], 1)
-	return block
 }
