@@ -225,18 +225,18 @@ func (s *Server) worker(c *conn) {
 		} else {
 			t.Reset(s.WorkerIdle)
 		}
+		c = nil
 		select {
 		case c = <-s.handoff:
-			s.Stats.IdleWorkers.Add(-1)
 			t.Stop()
-			c.rbuf = rbuf
 		case <-t.C:
-			s.Stats.IdleWorkers.Add(-1)
-			return
 		case <-s.quit:
-			s.Stats.IdleWorkers.Add(-1)
+		}
+		s.Stats.IdleWorkers.Add(-1)
+		if c == nil {
 			return
 		}
+		c.rbuf = rbuf
 	}
 }
 
