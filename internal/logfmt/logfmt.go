@@ -118,14 +118,14 @@ func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
 	if h.opts.Timestamps && !r.Time.IsZero() {
 		b = h.appendKey(b, slog.TimeKey, false)
 		sep = true
-		t := r.Time.UTC()
+		// An RFC 3339 time to the second in UTC needs no escaping, and in
+		// the text format no quotes.
 		if h.opts.JSON {
 			b = append(b, '"')
-			b = t.AppendFormat(b, time.RFC3339)
+		}
+		b = r.Time.UTC().AppendFormat(b, time.RFC3339)
+		if h.opts.JSON {
 			b = append(b, '"')
-		} else {
-			// An RFC 3339 time to the second in UTC never needs quoting.
-			b = t.AppendFormat(b, time.RFC3339)
 		}
 	}
 	b = h.appendKey(b, slog.LevelKey, sep)
